@@ -1,0 +1,112 @@
+"""A latent diffusion prior assembled from diffusers/transformers components."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from diffmusic.dsp import MelConfig, log_mel
+from diffmusic.priors.base import Prior
+
+UnetKwargs = dict[str, Tensor]
+Conditioner = Callable[[Sequence[str | None]], UnetKwargs]
+"""Maps one prompt per batch item (``None`` or ``""``: unconditional) to UNet keyword tensors."""
+
+
+@dataclass
+class GuidedCondition:
+    """UNet inputs for the prompts and, for classifier-free guidance, for the negative prompt.
+
+    Attributes:
+        cond: Keyword tensors for the prompts, batch ``B``.
+        uncond: Keyword tensors for the negative/empty prompt, batch ``B`` (``None``: no CFG).
+        scale: Guidance scale ``w`` in ``eps_u + w (eps_c - eps_u)``.
+    """
+
+    cond: UnetKwargs
+    uncond: UnetKwargs | None = None
+    scale: float = 1.0
+
+
+def _cat_kwargs(a: UnetKwargs, b: UnetKwargs) -> UnetKwargs:
+    return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
+class LatentDiffusionPrior(Prior):
+    """AudioLDM-style prior: ``eps`` from a UNet, ``decode`` by a VAE, ``vocode`` by a vocoder.
+
+    Args:
+        name: Name written into outputs.
+        unet: Noise predictor called as ``unet(z, t, **kwargs).sample``.
+        vae: ``AutoencoderKL`` over log-mel images ``(B, 1, frames, n_mels)``.
+        vocoder: Module mapping log-mel ``(B, frames, n_mels)`` to waveforms ``(B, samples)``.
+        alphas_cumprod: Training schedule ``(T,)``.
+        conditioner: Prompt encoder (``None``: the UNet takes no conditioning).
+        mel: Front-end settings shared by the VAE and the vocoder.
+        latent_channels: Channels of the latent.
+        downsample: Factor between mel frames/bands and latent height/width.
+    """
+
+    def __init__(self, name: str, unet: nn.Module, vae: nn.Module, vocoder: nn.Module,
+                 alphas_cumprod: Tensor, conditioner: Conditioner | None = None,
+                 mel: MelConfig = MelConfig(), latent_channels: int = 8,
+                 downsample: int = 4) -> None:
+        self.name = name
+        self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
+        for module in (self.unet, self.vae, self.vocoder):
+            module.requires_grad_(False)
+        self.alphas_cumprod = alphas_cumprod.double().cpu()
+        self.conditioner = conditioner
+        self.mel = mel
+        self.latent_channels, self.downsample = latent_channels, downsample
+        param = next(unet.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.scaling_factor = float(vae.config.scaling_factor)
+
+    def latent_shape(self, num_samples: int) -> tuple[int, ...]:
+        frames = self.mel.frames(num_samples)
+        if frames % self.downsample or num_samples % self.mel.hop_length:
+            raise ValueError(f"{num_samples} samples do not fill whole latent frames; pad to a "
+                             f"multiple of {self.mel.hop_length * self.downsample}")
+        return (self.latent_channels, frames // self.downsample, self.mel.n_mels // self.downsample)
+
+    def condition(self, prompts: Sequence[str | None], guidance_scale: float = 1.0,
+                  negative_prompt: str | None = None) -> GuidedCondition | None:
+        if self.conditioner is None:
+            return None
+        cond = self.conditioner(list(prompts))
+        if guidance_scale == 1.0:
+            return GuidedCondition(cond)
+        uncond = self.conditioner([negative_prompt] * len(prompts))
+        return GuidedCondition(cond, uncond, guidance_scale)
+
+    def _unet(self, z: Tensor, t: int, kwargs: UnetKwargs) -> Tensor:
+        kwargs = {k: v.to(self.device, self.dtype) for k, v in kwargs.items()}
+        step = torch.full((z.shape[0],), t, device=self.device, dtype=torch.long)
+        return self.unet(z.to(self.device, self.dtype), step, **kwargs).sample.float()
+
+    def eps(self, z_t: Tensor, t: int, cond: GuidedCondition | None = None) -> Tensor:
+        if cond is None:
+            return self._unet(z_t, t, {})
+        if cond.uncond is None:
+            return self._unet(z_t, t, cond.cond)
+        both = self._unet(torch.cat([z_t, z_t]), t, _cat_kwargs(cond.uncond, cond.cond))
+        eps_u, eps_c = both.chunk(2)
+        return eps_u + cond.scale * (eps_c - eps_u)
+
+    def decode(self, z: Tensor) -> Tensor:
+        z = (z / self.scaling_factor).to(self.device, self.dtype)
+        return self.vae.decode(z).sample[:, 0].float()
+
+    def vocode(self, mel: Tensor) -> Tensor:
+        wave = self.vocoder(mel.to(self.device, self.dtype)).float()
+        samples = mel.shape[-2] * self.mel.hop_length
+        wave = wave[..., :samples]
+        return torch.nn.functional.pad(wave, (0, samples - wave.shape[-1]))
+
+    def encode(self, wave: Tensor) -> Tensor:
+        mel = log_mel(wave.float(), self.mel)[:, None].to(self.device, self.dtype)
+        return self.vae.encode(mel).latent_dist.mean.float() * self.scaling_factor

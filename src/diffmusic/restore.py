@@ -1,0 +1,91 @@
+"""One call from a measurement to a restoration: conditioning, sampling, projection, record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from diffmusic.operators import Operator
+from diffmusic.priors.base import Prior
+from diffmusic.samplers import SAMPLERS, Callback
+
+Prompts = str | Sequence[str | None] | None
+
+
+@dataclass
+class Restoration:
+    """Result of :func:`restore`.
+
+    Attributes:
+        wave: Restored audio, ``(B, N)`` or ``(B, K, N)``; projected unless disabled.
+        raw: The sampler's output before projection, same shape.
+        record: JSON-ready record: sampler, settings, seed, prior, operator spec, seconds,
+            per-step losses and the final measurement loss of ``wave`` and ``raw``.
+    """
+
+    wave: Tensor
+    raw: Tensor
+    record: dict
+
+
+def expand_prompts(prompts: Prompts, operator: Operator, batch: int) -> list[str | None]:
+    """One prompt per latent (``B * K``): a string for all, a list per source, or the labels.
+
+    For multi-source operators without prompts each source is conditioned on its own name.
+    """
+    k = operator.num_sources
+    if prompts is None:
+        per_source = list(getattr(operator, "sources", [None] * k))
+    elif isinstance(prompts, str):
+        per_source = [prompts] * k
+    else:
+        per_source = list(prompts)
+        if len(per_source) != k:
+            raise ValueError(f"got {len(per_source)} prompts for {k} sources")
+    return per_source * batch
+
+
+def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diffmusic",
+            steps: int = 50, seed: int = 0, prompts: Prompts = None,
+            guidance_scale: float = 1.0, negative_prompt: str | None = None,
+            project: bool = True, callback: Callback | None = None,
+            **sampler_kwargs) -> Restoration:
+    """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
+
+    Args:
+        prior: The diffusion prior.
+        operator: The measurement operator, built for ``prior.sample_rate``.
+        y: Measurements, ``(B, ...)``.
+        sampler: One of :data:`diffmusic.samplers.SAMPLERS`.
+        steps: Number of sampling steps (at least 2).
+        seed: Seed of the sampler's generator (recorded).
+        prompts: Text prompts / stem labels (see :func:`expand_prompts`).
+        guidance_scale: Classifier-free guidance scale (1: no guidance).
+        negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
+        project: Apply :meth:`Operator.project` to the sampler's output.
+        callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
+        **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if operator.sample_rate != prior.sample_rate:
+        raise ValueError(f"operator at {operator.sample_rate} Hz but prior at "
+                         f"{prior.sample_rate} Hz")
+    generator = torch.Generator(device=prior.device).manual_seed(seed)
+    cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
+                           negative_prompt)
+    sample = SAMPLERS[sampler](prior, operator, y, steps=steps, generator=generator, cond=cond,
+                               callback=callback, **sampler_kwargs)
+    raw = sample.wave.float()
+    with torch.no_grad():
+        wave = operator.project(raw, y) if project else raw
+        raw_loss = operator.loss(raw, y)
+        final_loss = operator.loss(wave, y) if project else raw_loss
+    record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),
+              "prompts": prompts, "guidance_scale": guidance_scale,
+              "negative_prompt": negative_prompt, "projection": project,
+              "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}
+    return Restoration(wave, raw, record)

@@ -1,0 +1,244 @@
+"""Samplers: functions of a prior, an operator and a measurement, over one shared DDIM core.
+
+Every sampler returns a :class:`Sample`: the raw restored waveform (no projection; see
+:func:`diffmusic.restore.restore`) and a :class:`SampleRecord` with the per-step measurement loss.
+Latents are ``(B * K, *latent)`` for ``B`` measurements and ``K = operator.num_sources``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+from diffmusic.operators import Operator
+from diffmusic.priors.base import Condition, Prior
+
+Callback = Callable[[dict], None]
+"""Called after every step with ``{"i", "steps", "t", "loss"}``."""
+StepFn = Callable[[Tensor, int, float, float], tuple[Tensor, Tensor | None]]
+"""``(z_t, t, alpha_bar_t, alpha_bar_prev) -> (z_prev, per-item loss or None)``."""
+
+
+@dataclass
+class SampleRecord:
+    """What a sampler did: settings, seed, per-step mean loss and wall-clock seconds."""
+
+    sampler: str
+    steps: int
+    seed: int | None
+    settings: dict
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+@dataclass
+class Sample:
+    """A sampler's output: waveform ``(B, N)`` or ``(B, K, N)`` and its record."""
+
+    wave: Tensor
+    record: SampleRecord
+
+
+def timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """``steps`` training timesteps from ``T - 1`` down to 0, evenly spaced ("trailing")."""
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps}")
+    grid = torch.linspace(num_train_timesteps - 1, 0, steps)
+    return [int(round(t)) for t in grid.tolist()]
+
+
+def ddim_sigma(a_t: float, a_prev: float, eta: float) -> float:
+    """DDIM noise level ``sigma_t(eta)`` (Song et al., ICLR 2021, eq. 16)."""
+    return eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+
+
+def ddim_update(z0: Tensor, eps: Tensor, a_prev: float, sigma: float = 0.0,
+                noise: Tensor | None = None) -> Tensor:
+    """``z_{t-1} = sqrt(a') z0 + sqrt(1 - a' - sigma^2) eps + sigma noise`` (DDIM eq. 12)."""
+    z = math.sqrt(a_prev) * z0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
+    return z if noise is None or sigma == 0 else z + sigma * noise
+
+
+def predict_z0(z_t: Tensor, eps: Tensor, a_t: float) -> Tensor:
+    """Tweedie estimate ``z0_hat = (z_t - sqrt(1 - a) eps) / sqrt(a)``."""
+    return (z_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+
+
+def as_sources(x: Tensor, operator: Operator) -> Tensor:
+    """``(B * K, ...)`` -> ``(B, K, ...)`` for multi-source operators, unchanged otherwise."""
+    k = operator.num_sources
+    return x if k == 1 else x.reshape(-1, k, *x.shape[1:])
+
+
+def measurement_loss(prior: Prior, operator: Operator, y: Tensor, z0: Tensor,
+                     vmc: bool = True) -> Tensor:
+    """Per-item loss of the latents ``z0`` against ``y``, shape ``(B,)``.
+
+    With ``vmc`` (the Vocoder-Mel Constraint) the loss sees the vocoded waveform
+    ``V(D(z0))``; without it, the decoder's log-mel ``D(z0)`` through
+    :meth:`Operator.mel_loss`.
+    """
+    mel = prior.decode(z0)
+    if not vmc:
+        return operator.mel_loss(as_sources(mel, operator), y, prior.mel)
+    return operator.loss(as_sources(prior.vocode(mel), operator), y)
+
+
+def _grad(loss: Tensor, wrt: Tensor) -> Tensor:
+    return torch.autograd.grad(loss.sum(), wrt)[0]
+
+
+def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
+         generator: torch.Generator, step_fn: StepFn, settings: dict,
+         callback: Callback | None) -> Sample:
+    """The DDIM loop every sampler shares: draw ``z_T``, apply ``step_fn``, decode, vocode."""
+    start = time.perf_counter()
+    shape = (y.shape[0] * operator.num_sources, *prior.latent_shape(operator.num_samples))
+    z = torch.randn(shape, generator=generator, device=generator.device)
+    record = SampleRecord(name, steps, generator.initial_seed(), settings)
+    ts = timesteps(prior.num_train_timesteps, steps)
+    for i, t in enumerate(ts):
+        a_t = float(prior.alphas_cumprod[t])
+        a_prev = float(prior.alphas_cumprod[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+        z, loss = step_fn(z.detach(), t, a_t, a_prev)
+        if loss is not None:
+            record.losses.append(float(loss.detach().mean()))
+        if callback is not None:
+            callback({"i": i, "steps": steps, "t": t,
+                      "loss": record.losses[-1] if loss is not None else None})
+    with torch.no_grad():
+        wave = prior.vocode(prior.decode(z.detach()))
+    record.seconds = time.perf_counter() - start
+    return Sample(as_sources(wave, operator), record)
+
+
+def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
+                generator: torch.Generator, cond: Condition | None = None,
+                callback: Callback | None = None, eta: float = 0.0) -> Sample:
+    """Unconditional DDIM (Song, Meng & Ermon, ICLR 2021, eq. 12); ignores ``y``."""
+
+    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, None]:
+        with torch.no_grad():
+            eps = prior.eps(z, t, cond)
+        noise = torch.randn(z.shape, generator=generator, device=z.device)
+        return ddim_update(predict_z0(z, eps, a_t), eps, a_prev,
+                           ddim_sigma(a_t, a_prev, eta), noise), None
+
+    return _run("ddim", prior, operator, y, steps, generator, step, {"eta": eta}, callback)
+
+
+def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
+               generator: torch.Generator, cond: Condition | None = None,
+               callback: Callback | None = None, zeta: float = 1.0, eta: float = 0.0,
+               vmc: bool = True) -> Sample:
+    """Diffusion Posterior Sampling (Chung et al., ICLR 2023, Algorithm 1, eq. 16).
+
+    Steps by ``zeta * grad_{z_t} ||A(x0_hat(z_t)) - y||`` with backprop through the UNet.
+    """
+
+    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+        z = z.requires_grad_(True)
+        eps = prior.eps(z, t, cond)
+        z0 = predict_z0(z, eps, a_t)
+        loss = measurement_loss(prior, operator, y, z0, vmc)
+        grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
+        noise = torch.randn(z.shape, generator=generator, device=z.device)
+        z_prev = ddim_update(z0.detach(), eps.detach(), a_prev,
+                             ddim_sigma(a_t, a_prev, eta), noise)
+        return z_prev - zeta * grad, loss
+
+    return _run("dps", prior, operator, y, steps, generator, step,
+                {"zeta": zeta, "eta": eta, "vmc": vmc}, callback)
+
+
+def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
+               generator: torch.Generator, cond: Condition | None = None,
+               callback: Callback | None = None, guidance_rate: float = 0.2,
+               eta: float = 1.0, vmc: bool = True) -> Sample:
+    """Diffusion with Spherical Gaussian constraint (Yang et al., ICML 2024, Algorithm 2, eq. 13).
+
+    The DDIM noise direction is mixed with the normalised negative gradient (through the UNet)
+    by ``guidance_rate``, and the step is put on the sphere of radius ``sqrt(n) sigma_t``.
+    """
+
+    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+        z = z.requires_grad_(True)
+        eps = prior.eps(z, t, cond)
+        z0 = predict_z0(z, eps, a_t)
+        loss = measurement_loss(prior, operator, y, z0, vmc)
+        grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
+        sigma = ddim_sigma(a_t, a_prev, eta)
+        mean = ddim_update(z0.detach(), eps.detach(), a_prev, sigma)
+        if sigma == 0:
+            return mean, loss
+        dims = tuple(range(1, z.dim()))
+        radius = math.sqrt(z[0].numel()) * sigma
+        steepest = -radius * grad / grad.norm(dim=dims, keepdim=True).clamp_min(1e-12)
+        sampled = sigma * torch.randn(z.shape, generator=generator, device=z.device)
+        mixed = sampled + guidance_rate * (steepest - sampled)
+        return mean + radius * mixed / mixed.norm(dim=dims, keepdim=True), loss
+
+    return _run("dsg", prior, operator, y, steps, generator, step,
+                {"guidance_rate": guidance_rate, "eta": eta, "vmc": vmc}, callback)
+
+
+def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a_t: float,
+               cond: Condition | None, gamma: float, vmc: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``eps``, ``z0* = z0_hat - gamma grad_{z0_hat} loss`` (no UNet backprop), and the loss."""
+    with torch.no_grad():
+        eps = prior.eps(z, t, cond)
+    z0 = predict_z0(z, eps, a_t).requires_grad_(True)
+    loss = measurement_loss(prior, operator, y, z0, vmc)
+    return eps, (z0 - gamma * _grad(loss, z0)).detach(), loss
+
+
+def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
+                generator: torch.Generator, cond: Condition | None = None,
+                callback: Callback | None = None, gamma: float = 1.0, eta: float = 0.0,
+                vmc: bool = True) -> Sample:
+    """Manifold Preserving Guided Diffusion (He et al., ICLR 2024, Algorithm 2, MPGD w/o proj.).
+
+    A gradient step on ``z0_hat`` (no UNet backprop), then DDIM with the UNet's own ``eps``.
+    """
+
+    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+        eps, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc)
+        noise = torch.randn(z.shape, generator=generator, device=z.device)
+        return ddim_update(z0_star, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise), loss
+
+    return _run("mpgd", prior, operator, y, steps, generator, step,
+                {"gamma": gamma, "eta": eta, "vmc": vmc}, callback)
+
+
+def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
+                     generator: torch.Generator, cond: Condition | None = None,
+                     callback: Callback | None = None, gamma: float = 1.0,
+                     vmc: bool = True) -> Sample:
+    """DiffMusic (Liao, Pan & Yang, Algorithm 1): a guided ``z0*`` and the ``eps`` it implies.
+
+    ``z0* = z0_hat - gamma grad ||A(T(V(D(z0_hat)))) - y||^2``, then
+    ``eps_hat = (z_t - sqrt(a) z0*) / sqrt(1 - a)`` and a deterministic DDIM step.
+    """
+
+    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+        _, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc)
+        eps_hat = (z - math.sqrt(a_t) * z0_star) / math.sqrt(1 - a_t)
+        return ddim_update(z0_star, eps_hat, a_prev), loss
+
+    return _run("diffmusic", prior, operator, y, steps, generator, step,
+                {"gamma": gamma, "vmc": vmc}, callback)
+
+
+SAMPLERS: dict[str, Callable[..., Sample]] = {
+    "diffmusic": sample_diffmusic, "dps": sample_dps, "dsg": sample_dsg, "mpgd": sample_mpgd,
+    "ddim": sample_ddim,
+}
