@@ -21,8 +21,19 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
+train: $(STAMP)
+	$(BIN)/python -m diffmusic.train all --data data --runs runs
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+data: $(STAMP)
+	@command -v ffmpeg >/dev/null && command -v fluidsynth >/dev/null \
+		&& test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 \
+		|| (apt-get update && apt-get install -y ffmpeg fluidsynth fluid-soundfont-gm)
+	$(BIN)/python -c "import pretty_midi, fluidsynth, music21" 2>/dev/null \
+		|| $(PIP) --quiet -e '.[train]'
+	$(BIN)/python -m diffmusic.data --out data
 
 clean:
 	rm -rf $(VENV) demo_out

@@ -93,6 +93,10 @@ def measurement_loss(prior: Prior, operator: Operator, y: Tensor, z0: Tensor,
     return operator.loss(as_sources(prior.vocode(mel), operator), y)
 
 
+def _norm(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+
+
 def _grad(loss: Tensor, wrt: Tensor) -> Tensor:
     return torch.autograd.grad(loss.sum(), wrt)[0]
 
@@ -182,10 +186,10 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
             return mean, loss
         dims = tuple(range(1, z.dim()))
         radius = math.sqrt(z[0].numel()) * sigma
-        steepest = -radius * grad / grad.norm(dim=dims, keepdim=True).clamp_min(1e-12)
+        steepest = -radius * grad / _norm(grad, dims).clamp_min(1e-12)
         sampled = sigma * torch.randn(z.shape, generator=generator, device=z.device)
         mixed = sampled + guidance_rate * (steepest - sampled)
-        return mean + radius * mixed / mixed.norm(dim=dims, keepdim=True), loss
+        return mean + radius * mixed / _norm(mixed, dims), loss
 
     return _run("dsg", prior, operator, y, steps, generator, step,
                 {"guidance_rate": guidance_rate, "eta": eta, "vmc": vmc}, callback)

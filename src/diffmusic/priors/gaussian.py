@@ -13,8 +13,8 @@ from diffmusic.priors.base import Condition, Prior
 from diffmusic.priors.schedule import scaled_linear_alphas_cumprod
 
 
-def resonant_covariance(num_samples: int, length: float = 12.0, frequency: float = 0.04,
-                        variance: float = 0.01, jitter: float = 1e-6) -> Tensor:
+def resonant_covariance(num_samples: int, length: float = 24.0, frequency: float = 0.0,
+                        variance: float = 1.0, jitter: float = 1e-4) -> Tensor:
     """Stationary covariance ``v exp(-tau^2 / 2l^2) cos(2 pi f tau)`` of a tone-like process.
 
     Args:

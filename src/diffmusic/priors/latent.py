@@ -89,6 +89,8 @@ class LatentDiffusionPrior(Prior):
         return self.unet(z.to(self.device, self.dtype), step, **kwargs).sample.float()
 
     def eps(self, z_t: Tensor, t: int, cond: GuidedCondition | None = None) -> Tensor:
+        if cond is None and self.conditioner is not None:
+            cond = GuidedCondition(self.conditioner([None] * z_t.shape[0]))
         if cond is None:
             return self._unet(z_t, t, {})
         if cond.uncond is None:

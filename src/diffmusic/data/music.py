@@ -1,0 +1,297 @@
+"""Real game music from Debian packages, converted to 16 kHz mono 16-bit wav.
+
+Each package is fetched with ``apt-get download``, unpacked with ``dpkg-deb -x``, its music
+files (and the music inside the zip archives of ufoai and nexuiz) are converted with ``ffmpeg``
+and split into train/validation by track, deterministically from a hash of the track name.
+Outputs: ``DATA/music/{train,valid}/<package>__<track>.wav`` and
+``DATA/licenses/<package>.copyright``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MIN_SECONDS = 6.0
+VALID_PERCENT = 10
+AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac", ".wav")
+
+#: Package name -> regular expression a file's path (relative to the unpacked package) must
+#: match to count as music; packages absent from the table contribute all their audio files.
+PACKAGES: dict[str, str] = {
+    "warzone2100-music": r"/music/",
+    "ufoai-music": r"/music/",
+    "wesnoth-1.16-music": r"/music/",
+    "nexuiz-music": r"/cdtracks/",
+    "singularity-music": r"/music/",
+    "supertuxkart-data": r"/data/music/",
+    "planetblupi-music-ogg": r"/music/",
+    "freedroidrpg-data": r"/sound/music/",
+    "megaglest-data": r"/music/",
+    "frozen-bubble-data": r"/snd/.*zik",
+    "hyperrogue-music": r"/music/",
+}
+
+#: Zip archives (by file name) that hold a package's music.
+ARCHIVES = ("0music.pk3", "music.pk3")
+
+#: Suffixes of alternative renditions of one piece (fast, enhanced), kept in the same split.
+_VARIANT_SUFFIX = re.compile(r"(_fast|_f|_enhanced)$", re.IGNORECASE)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One music file of a package.
+
+    Attributes:
+        package: Debian package name.
+        name: File-system safe track name, unique within the package.
+        path: Source audio file.
+        seconds: Duration in seconds.
+    """
+
+    package: str
+    name: str
+    path: Path
+    seconds: float
+
+    @property
+    def group(self) -> str:
+        """Split key: the track name without variant suffixes."""
+        return f"{self.package}/{_VARIANT_SUFFIX.sub('', self.name).lower()}"
+
+    @property
+    def filename(self) -> str:
+        """Output file name ``<package>__<track>.wav``."""
+        return f"{self.package}__{self.name}.wav"
+
+
+def sanitize(text: str) -> str:
+    """Map ``text`` to a file-system safe name (letters, digits, ``-``, ``_``, ``.``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "track"
+
+
+def stable_hash(text: str) -> int:
+    """A platform-independent integer hash of ``text``."""
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
+
+
+def is_valid_group(group: str, percent: int = VALID_PERCENT) -> bool:
+    """Whether a split group goes to validation by its hash (about ``percent`` %)."""
+    return stable_hash(group) % 100 < percent
+
+
+def split_groups(
+    items: Sequence[T],
+    group: Callable[[T], str],
+    source: Callable[[T], str],
+    percent: int = VALID_PERCENT,
+    min_groups: int = 4,
+) -> dict[str, list[T]]:
+    """Split items into train/validation by group, deterministically.
+
+    A group goes to validation when its hash falls below ``percent``. Every source with at
+    least ``min_groups`` groups but none drawn for validation gives its lowest-hash group,
+    so validation covers many sources.
+
+    Args:
+        items: Items to split.
+        group: Maps an item to its split group (all items of a group share a split).
+        source: Maps an item to its source (package, corpus).
+        percent: Approximate validation share in percent.
+        min_groups: Sources with at least this many groups get a validation group.
+
+    Returns:
+        ``{"train": [...], "valid": [...]}`` in input order.
+    """
+    groups_by_source: dict[str, set[str]] = {}
+    for item in items:
+        groups_by_source.setdefault(source(item), set()).add(group(item))
+    valid: set[str] = set()
+    for groups in groups_by_source.values():
+        chosen = {g for g in groups if is_valid_group(g, percent)}
+        if not chosen and len(groups) >= min_groups:
+            chosen = {min(groups, key=stable_hash)}
+        valid |= chosen
+    return {
+        "train": [it for it in items if group(it) not in valid],
+        "valid": [it for it in items if group(it) in valid],
+    }
+
+
+def run(cmd: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output; raises on failure."""
+    return subprocess.run(list(cmd), cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def ensure_tools(tools: Iterable[str], apt_packages: Iterable[str], force: bool = False) -> None:
+    """Install ``apt_packages`` with apt-get when any of ``tools`` is missing (or ``force``)."""
+    if not force and all(shutil.which(tool) for tool in tools):
+        return
+    log.warning("installing %s with apt-get", " ".join(apt_packages))
+    run(["apt-get", "update", "-qq"])
+    run(["apt-get", "install", "-y", "-qq", *apt_packages])
+
+
+def download_package(package: str, deb_dir: Path) -> Path | None:
+    """Fetch a package's .deb into ``deb_dir`` (once); returns it, or None on failure."""
+    deb_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(deb_dir.glob(f"{package}_*.deb"))
+    if not found:
+        try:
+            run(["apt-get", "download", package], cwd=deb_dir)
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            log.warning("skipping %s: apt-get download failed: %s", package, err)
+            return None
+        found = sorted(deb_dir.glob(f"{package}_*.deb"))
+    return found[-1] if found else None
+
+
+def unpack_package(deb: Path, target: Path) -> Path:
+    """Unpack a .deb and the music zip archives inside it into ``target`` (once)."""
+    marker = target / ".unpacked"
+    if not marker.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        run(["dpkg-deb", "-x", str(deb), str(target)])
+        for archive in (p for name in ARCHIVES for p in target.rglob(name)):
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(archive.with_suffix(".unzipped"))
+        marker.touch()
+    return target
+
+
+def probe_seconds(path: Path) -> float:
+    """Duration of an audio file in seconds by ``ffprobe`` (0 when unreadable)."""
+    cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]
+    try:
+        return float(run([*cmd, str(path)]).stdout.strip() or 0.0)
+    except (subprocess.CalledProcessError, ValueError):
+        return 0.0
+
+
+def find_music(package: str, root: Path) -> list[Path]:
+    """Music files of an unpacked package, sorted, selected by :data:`PACKAGES`."""
+    pattern = re.compile(PACKAGES.get(package, ""), re.IGNORECASE)
+    files = (p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    return sorted(p for p in files if pattern.search("/" + p.relative_to(root).as_posix()))
+
+
+def track_names(paths: Sequence[Path]) -> list[str]:
+    """Unique safe names: the file stem, prefixed by its folder where stems collide."""
+    stems = [sanitize(p.stem) for p in paths]
+    return [
+        sanitize(f"{p.parent.name}_{stem}") if stems.count(stem) > 1 else stem
+        for p, stem in zip(paths, stems, strict=True)
+    ]
+
+
+def package_tracks(package: str, root: Path, workers: int = 2) -> list[Track]:
+    """Tracks of an unpacked package that last at least :data:`MIN_SECONDS`."""
+    paths = find_music(package, root)
+    with ThreadPoolExecutor(workers) as pool:
+        seconds = list(pool.map(probe_seconds, paths))
+    tracks = [
+        Track(package, name, path, sec)
+        for path, name, sec in zip(paths, track_names(paths), seconds, strict=True)
+    ]
+    return [t for t in tracks if t.seconds >= MIN_SECONDS]
+
+
+def copy_license(package: str, root: Path, license_dir: Path) -> Path | None:
+    """Copy the package's ``usr/share/doc/*/copyright`` to ``<package>.copyright``."""
+    sources = sorted(root.glob("usr/share/doc/*/copyright"))
+    if not sources:
+        log.warning("%s has no copyright file", package)
+        return None
+    license_dir.mkdir(parents=True, exist_ok=True)
+    target = license_dir / f"{package}.copyright"
+    shutil.copyfile(sources[0], target)
+    return target
+
+
+def convert(source: Path, target: Path) -> Path | None:
+    """Convert ``source`` to 16 kHz mono 16-bit wav at ``target`` (atomic, skipped if done).
+
+    Returns:
+        ``target``, or None (with a warning) when ffmpeg fails.
+    """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-ac", "1"]
+    cmd += ["-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(partial)]
+    try:
+        run(cmd)
+    except subprocess.CalledProcessError as err:
+        log.warning("skipping %s: ffmpeg failed: %s", source, err.stderr.strip()[-200:])
+        partial.unlink(missing_ok=True)
+        return None
+    partial.replace(target)
+    return target
+
+
+def collect_tracks(packages: Iterable[str], work_dir: Path, license_dir: Path) -> list[Track]:
+    """Download and unpack packages, gather their licenses and music tracks."""
+    tracks: list[Track] = []
+    for package in tqdm(list(packages), desc="music packages", unit="pkg"):
+        deb = download_package(package, work_dir / "debs")
+        if deb is None:
+            continue
+        root = unpack_package(deb, work_dir / "unpacked" / package)
+        copy_license(package, root, license_dir)
+        found = package_tracks(package, root)
+        if not found:
+            log.warning("%s: no music found", package)
+        tracks += found
+    return tracks
+
+
+def prepare_music(
+    data_dir: Path,
+    work_dir: Path | None = None,
+    packages: Iterable[str] = tuple(PACKAGES),
+    workers: int = 2,
+) -> dict[str, list[Track]]:
+    """Build ``DATA/music/{train,valid}`` and ``DATA/licenses``; resumable.
+
+    Args:
+        data_dir: Output root (``DATA``).
+        work_dir: Where packages are downloaded and unpacked (default ``DATA/_work``).
+        packages: Debian packages to use.
+        workers: Parallel ffmpeg processes.
+
+    Returns:
+        The tracks of each split.
+    """
+    data_dir = Path(data_dir)
+    work_dir = Path(work_dir) if work_dir else data_dir / "_work"
+    ensure_tools(["ffmpeg", "ffprobe"], ["ffmpeg"])
+    tracks = collect_tracks(packages, work_dir, data_dir / "licenses")
+    splits = split_groups(tracks, group=lambda t: t.group, source=lambda t: t.package)
+    jobs = [
+        (track.path, data_dir / "music" / split / track.filename)
+        for split, members in splits.items()
+        for track in members
+    ]
+    with ThreadPoolExecutor(workers) as pool:
+        pending = [pool.submit(convert, src, dst) for src, dst in jobs]
+        for future in tqdm(pending, desc="music tracks", unit="track"):
+            future.result()
+    return splits

@@ -1,0 +1,22 @@
+"""Short music-like test signals at 16 kHz."""
+
+import torch
+
+RATE = 16000
+N = 81920
+
+
+def music_like(seed: int, n: int = N, rate: int = RATE) -> torch.Tensor:
+    """Decaying harmonic notes over a soft pink-ish noise floor, shape ``(n,)``, peak < 1."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / rate
+    x = torch.zeros(n)
+    for start in torch.arange(0, n / rate, 0.5).tolist():
+        f0 = float(110 * 2 ** (torch.randint(0, 24, (1,), generator=gen) / 12))
+        env = torch.where(t >= start, torch.exp(-(t - start) * 4), torch.zeros(()))
+        for h in range(1, 6):
+            x += env * torch.sin(2 * torch.pi * f0 * h * t) / h**1.5
+    noise = torch.randn(n, generator=gen)
+    pink = torch.fft.irfft(torch.fft.rfft(noise) / torch.arange(1, n // 2 + 2).sqrt(), n)
+    x = x + 0.3 * pink / pink.abs().max()
+    return 0.5 * x / x.abs().max()

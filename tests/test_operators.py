@@ -1,0 +1,244 @@
+"""Operators: forward shapes, spec round trips, losses, projections and baselines."""
+
+import pytest
+import torch
+from signals import RATE, N
+
+from diffmusic.dsp import MelConfig, log_mel, stft
+from diffmusic.operators import (
+    TASKS,
+    Dereverberation,
+    Inpainting,
+    PhaseRetrieval,
+    SourceSeparation,
+    SuperResolution,
+    from_spec,
+    make_gaps,
+    synthetic_rir,
+)
+
+SINGLE = {
+    "inpainting": lambda: Inpainting(RATE, N, [(2.0, 3.0)]),
+    "inpainting_random": lambda: Inpainting(
+        RATE, N, make_gaps("random", N / RATE, generator=torch.Generator().manual_seed(0)),
+        "random"),
+    "inpainting_periodic": lambda: Inpainting(RATE, N, make_gaps("periodic", N / RATE),
+                                              "periodic"),
+    "super_resolution_2": lambda: SuperResolution(RATE, N, 2),
+    "super_resolution_8": lambda: SuperResolution(RATE, N, 8),
+    "phase_retrieval": lambda: PhaseRetrieval(RATE, N, iterations=60),
+    "dereverberation": lambda: Dereverberation(RATE, N),
+}
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_every_task_has_an_operator():
+    assert set(TASKS) == {"inpainting", "super_resolution", "phase_retrieval",
+                          "source_separation", "dereverberation"}
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_spec_round_trip_rebuilds_the_same_operator(name, clips):
+    op = SINGLE[name]()
+    twin = from_spec(op.spec())
+    assert twin.spec() == op.spec()
+    torch.testing.assert_close(twin(clips), op(clips))
+
+
+def test_separation_spec_round_trip_and_shapes(stems):
+    op = SourceSeparation(RATE, N, ["vocals", "drums", "bass", "other"], [0.5, 1.0, 1.0, 2.0])
+    assert from_spec(op.spec()).spec() == op.spec()
+    y = op(stems)
+    assert y.shape == (2, N)
+    torch.testing.assert_close(y, 0.5 * stems[:, 0] + stems[:, 1] + stems[:, 2] + 2 * stems[:, 3])
+
+
+@pytest.mark.parametrize("name,shape", [("inpainting", (2, N)),
+                                        ("super_resolution_2", (2, N // 2)),
+                                        ("super_resolution_8", (2, N // 8)),
+                                        ("phase_retrieval", (2, 513, 513)),
+                                        ("dereverberation", (2, N))])
+def test_measurement_shapes(name, shape, clips):
+    assert SINGLE[name]()(clips).shape == shape
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_loss_is_zero_at_truth_and_differentiable(name, clips):
+    op = SINGLE[name]()
+    y = op(clips)
+    assert float(op.loss(clips, y).max()) < 1e-6
+    other = clips.flip(0).clone().requires_grad_(True)
+    loss = op.loss(other, y)
+    assert loss.shape == (2,) and float(loss.detach().min()) > 1e-3
+    loss.sum().backward()
+    assert torch.isfinite(other.grad).all() and other.grad.abs().sum() > 0
+
+
+def test_inpainting_projection_is_exact_outside_crossfades(clips):
+    op = SINGLE["inpainting"]()
+    y = op(clips)
+    x_hat = clips.flip(0)
+    out = op.project(x_hat, y)
+    ramp = round(op.crossfade * RATE)
+    known = op.mask.bool().clone()
+    known[2 * RATE - ramp: 3 * RATE + ramp] = False
+    assert torch.equal(out[:, known], clips[:, known])
+    gap = slice(2 * RATE, 3 * RATE)
+    assert torch.equal(out[:, gap], x_hat[:, gap])
+    assert rel(op(out), y) < 0.1
+
+
+def test_inpainting_measurement_domain_loss_ignores_the_gap(clips):
+    op = Inpainting(RATE, N, [(1.0, 2.0)], loss_domain="measurement")
+    y = op(clips)
+    changed = clips.clone()
+    changed[:, RATE: 2 * RATE] = 0.9
+    assert float(op.loss(changed, y).max()) == 0.0
+
+
+def test_inpainting_logmel_weight_covers_only_frames_outside_gaps():
+    op = Inpainting(RATE, N, [(1.0, 2.0)])
+    known = op.known_frames(MelConfig())[:, 0]
+    assert known.shape == (512,)
+    # frame t spans samples [160 t - 432, 160 t + 592); the gap is [16000, 32000)
+    assert known[:97].all() and not known[97:203].any() and known[203:].all()
+
+
+@pytest.mark.parametrize("bad", [[(3.0, 2.0)], [(5.0, 6.0)], [(-1.0, 0.5)], [(1.0, 1.0)], []])
+def test_inpainting_rejects_bad_gaps(bad):
+    with pytest.raises(ValueError):
+        Inpainting(RATE, N, bad)
+
+
+def test_mask_types():
+    random_gaps = make_gaps("random", 5.12, generator=torch.Generator().manual_seed(3))
+    assert len(random_gaps) == round(0.3 * 51)
+    assert all(abs(e - s - 0.1) < 1e-9 for s, e in random_gaps)
+    assert make_gaps("random", 5.12, generator=torch.Generator().manual_seed(3)) == random_gaps
+    periodic = make_gaps("periodic", 5.12)
+    assert len(periodic) == 5 and periodic[0] == (0.45, 0.55)
+    with pytest.raises(ValueError):
+        make_gaps("striped", 5.12)
+
+
+def test_context_copy_fills_gap_with_preceding_audio(clips):
+    op = SINGLE["inpainting"]()
+    filled = op.baseline(op(clips), "context_copy")
+    torch.testing.assert_close(filled[:, 2 * RATE: 3 * RATE], clips[:, RATE: 2 * RATE])
+    assert torch.equal(op.baseline(op(clips), "zero_fill"), op(clips))
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_super_resolution_projection_keeps_measured_band(factor, clips):
+    op = SuperResolution(RATE, N, factor)
+    y = op(clips)
+    x_hat = clips.flip(0)
+    out = op.project(x_hat, y)
+    assert rel(op(out), y) < 0.02
+    high = stft(out).abs()[..., round(513 / factor * 1.05):, :]
+    high_hat = stft(x_hat).abs()[..., round(513 / factor * 1.05):, :]
+    assert rel(high, high_hat) < 0.05
+    assert rel(op.baseline(y), clips) < rel(torch.zeros_like(clips), clips)
+
+
+def test_super_resolution_rejects_bad_factor():
+    with pytest.raises(ValueError, match="factor"):
+        SuperResolution(RATE, N, 3)
+
+
+def test_phase_retrieval_projection_restores_measured_magnitude(clips):
+    op = SINGLE["phase_retrieval"]()
+    y = op(clips)
+    x_hat = clips.flip(0)
+    out = op.project(x_hat, y)
+    assert rel(op(out), y) < 0.15 < rel(op(x_hat), y)
+    baseline = op.baseline(y)
+    assert rel(op(baseline), y) < 0.15
+
+
+def test_separation_projection_is_exactly_consistent(stems):
+    op = SourceSeparation(RATE, N, ["vocals", "drums", "bass", "other"], [1.0, 0.5, 1.0, 2.0])
+    y = op(stems)
+    x_hat = stems.roll(1, dims=1)
+    out = op.project(x_hat, y)
+    assert out.shape == stems.shape
+    assert rel(op(out), y) < 1e-4
+    for name in op.baselines():
+        assert rel(op(op.baseline(y, name)), y) < 1e-4
+
+
+def test_separation_masking_puts_low_notes_in_bass():
+    t = torch.arange(N) / RATE
+    bass, lead = torch.sin(2 * torch.pi * 80 * t), torch.sin(2 * torch.pi * 880 * t)
+    op = SourceSeparation(RATE, N, ["bass", "vocals"])
+    est = op.baseline((bass + lead)[None], "masking")[0]
+    assert rel(est[0], bass) < 0.2 and rel(est[1], lead) < 0.2
+
+
+def test_separation_rejects_bad_weights():
+    with pytest.raises(ValueError):
+        SourceSeparation(RATE, N, ["vocals", "drums"], [1.0])
+    with pytest.raises(ValueError):
+        SourceSeparation(RATE, N, ["vocals", "drums"], [1.0, 0.0])
+
+
+def test_synthetic_rir_properties():
+    h = synthetic_rir(RATE, rt60=0.5, length=0.8, seed=0)
+    assert h.shape == (12800,) and float(h[0]) == 1.0
+    assert abs(float(h[1:].norm()) - 1.0) < 1e-4
+    early, late = h[1:800].pow(2).mean(), h[-800:].pow(2).mean()
+    assert 10 * torch.log10(early / late) > 60 * (0.8 - 0.1) / 0.5 * 0.8
+    assert torch.equal(h, synthetic_rir(RATE, seed=0))
+    assert not torch.equal(h, synthetic_rir(RATE, seed=1))
+
+
+def test_dereverberation_projection_and_wiener(clips):
+    op = SINGLE["dereverberation"]()
+    y = op(clips)
+    x_hat = clips.flip(0)
+    out = op.project(x_hat, y)
+    assert rel(op(out), y) < 0.05 * rel(op(x_hat), y)
+    assert rel(op.baseline(y, "wiener"), clips) < 0.2 < rel(y, clips)
+
+
+def test_dereverberation_adjoint_is_transpose():
+    op = Dereverberation(RATE, 4000, rir_length=0.05)
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 4000, generator=gen), torch.randn(1, 4000, generator=gen)
+    assert abs(float((op(a) * b).sum() - (a * op.adjoint(b)).sum())) < 1e-3
+
+
+def test_user_rir_round_trips_through_spec(clips):
+    op = Dereverberation(RATE, N, rir=[1.0, 0.0, 0.5, 0.25])
+    twin = from_spec(op.spec())
+    torch.testing.assert_close(twin(clips), op(clips))
+
+
+@pytest.mark.parametrize("name", ["inpainting", "super_resolution_2", "dereverberation"])
+def test_degrade_noise_has_requested_snr_and_is_seeded(name, clips):
+    op = SINGLE[name]()
+    op.noise_snr = 30.0
+    y = op.degrade(clips, torch.Generator().manual_seed(0))
+    clean = op(clips)
+    snr = 10 * torch.log10(clean.pow(2).sum() / (y - clean).pow(2).sum())
+    assert abs(float(snr) - 30.0) < 0.5
+    torch.testing.assert_close(y, op.degrade(clips, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_mel_loss_prefers_the_true_mel(name, clips):
+    op = SINGLE[name]()
+    y = op(clips)
+    mel = log_mel(clips)
+    truth, wrong = op.mel_loss(mel, y, MelConfig()), op.mel_loss(mel.flip(0), y, MelConfig())
+    assert truth.shape == (2,) and (truth < wrong).all()
+
+
+def test_separation_mel_loss_prefers_the_true_stems(stems):
+    op = SourceSeparation(RATE, N)
+    y = op(stems)
+    mel = log_mel(stems)
+    assert (op.mel_loss(mel, y, MelConfig()) < op.mel_loss(mel.flip(0), y, MelConfig())).all()

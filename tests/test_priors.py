@@ -1,0 +1,70 @@
+"""Priors: the tiny latent prior's geometry and conditioning, schedules, the Gaussian prior."""
+
+import pytest
+import torch
+
+from diffmusic.dsp import log_mel
+from diffmusic.priors import GaussianPrior, PriorNotFound, load_prior
+from diffmusic.priors.schedule import alphas_cumprod_from_config, scaled_linear_alphas_cumprod
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_prior("tiny")
+
+
+def test_tiny_prior_has_the_audioldm_geometry(tiny):
+    assert tiny.latent_shape(81920) == (8, 128, 16)
+    z = torch.randn(2, 8, 128, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mel = tiny.decode(z)
+        wave = tiny.vocode(mel)
+        assert mel.shape == (2, 512, 64) and wave.shape == (2, 81920)
+        assert tiny.encode(wave).shape == (2, 8, 128, 16)
+        assert tiny.eps(z, 500).shape == z.shape
+    assert torch.isfinite(wave).all() and wave.abs().max() > 1e-3
+
+
+def test_tiny_prior_rejects_partial_latent_frames(tiny):
+    with pytest.raises(ValueError, match="multiple of 640"):
+        tiny.latent_shape(1000)
+
+
+def test_decode_vocode_is_differentiable(tiny):
+    z = torch.randn(1, 8, 32, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    log_mel(tiny.vocode(tiny.decode(z))).mean().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_prompts_and_classifier_free_guidance_change_eps(tiny):
+    z = torch.randn(2, 8, 32, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = tiny.eps(z, 400, tiny.condition([None, None]))
+        drums = tiny.eps(z, 400, tiny.condition(["drums", "drums"]))
+        guided = tiny.eps(z, 400, tiny.condition(["drums", "drums"], guidance_scale=3.0))
+    assert not torch.allclose(plain, drums)
+    torch.testing.assert_close(guided, plain + 3.0 * (drums - plain), atol=1e-4, rtol=1e-4)
+
+
+def test_schedule_from_checkpoint_config():
+    config = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear",
+              "beta_start": 0.0015, "beta_end": 0.0195, "prediction_type": "epsilon"}
+    ac = alphas_cumprod_from_config(config)
+    torch.testing.assert_close(ac, scaled_linear_alphas_cumprod())
+    assert ac.shape == (1000,) and float(ac[0]) == pytest.approx(1 - 0.0015)
+    assert 0 < float(ac[-1]) < 1e-3
+    with pytest.raises(ValueError, match="epsilon"):
+        alphas_cumprod_from_config({**config, "prediction_type": "v_prediction"})
+    with pytest.raises(ValueError, match="schedule"):
+        alphas_cumprod_from_config({**config, "beta_schedule": "cosine"})
+
+
+def test_gaussian_prior_samples_have_its_covariance():
+    prior = GaussianPrior(64)
+    draws = prior.sample(20000, torch.Generator().manual_seed(0)).double()
+    torch.testing.assert_close(torch.cov(draws.T), prior.cov, atol=0.05, rtol=0)
+
+
+def test_unknown_prior_says_what_exists():
+    with pytest.raises(PriorNotFound, match="tiny"):
+        load_prior("no-such-prior")
