@@ -101,6 +101,18 @@ def _grad(loss: Tensor, wrt: Tensor) -> Tensor:
     return torch.autograd.grad(loss.sum(), wrt)[0]
 
 
+def _norm_grad_through_unet(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int,
+                            a_t: float, cond: Condition | None,
+                            vmc: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``eps``, ``z0_hat``, the loss and ``grad_{z_t} sqrt(loss)``, backprop through the UNet."""
+    z = z.requires_grad_(True)
+    eps = prior.eps(z, t, cond)
+    z0 = predict_z0(z, eps, a_t)
+    loss = measurement_loss(prior, operator, y, z0, vmc)
+    grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
+    return eps.detach(), z0.detach(), loss.detach(), grad
+
+
 def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
          generator: torch.Generator, step_fn: StepFn, settings: dict,
          callback: Callback | None) -> Sample:
@@ -150,14 +162,9 @@ def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     """
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        z = z.requires_grad_(True)
-        eps = prior.eps(z, t, cond)
-        z0 = predict_z0(z, eps, a_t)
-        loss = measurement_loss(prior, operator, y, z0, vmc)
-        grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
+        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, t, a_t, cond, vmc)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
-        z_prev = ddim_update(z0.detach(), eps.detach(), a_prev,
-                             ddim_sigma(a_t, a_prev, eta), noise)
+        z_prev = ddim_update(z0, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise)
         return z_prev - zeta * grad, loss
 
     return _run("dps", prior, operator, y, steps, generator, step,
@@ -175,13 +182,9 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     """
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        z = z.requires_grad_(True)
-        eps = prior.eps(z, t, cond)
-        z0 = predict_z0(z, eps, a_t)
-        loss = measurement_loss(prior, operator, y, z0, vmc)
-        grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
+        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, t, a_t, cond, vmc)
         sigma = ddim_sigma(a_t, a_prev, eta)
-        mean = ddim_update(z0.detach(), eps.detach(), a_prev, sigma)
+        mean = ddim_update(z0, eps, a_prev, sigma)
         if sigma == 0:
             return mean, loss
         dims = tuple(range(1, z.dim()))
