@@ -1,0 +1,136 @@
+"""Run a benchmark plan in this process, in local worker processes or on a Ray cluster.
+
+Whatever runs the jobs, this process alone writes the store, one row per transaction, as each
+group finishes; a killed run loses at most the groups in flight.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from collections.abc import Callable, Iterator
+
+import torch
+
+from diffmusic.bench.datasets import Clip
+from diffmusic.bench.jobs import Job, group
+from diffmusic.bench.run import RunConfig, Runner
+from diffmusic.bench.store import Store
+
+Task = tuple[list[Job], Clip, bool]
+"""A job group, its clip and whether to embed the clean reference too."""
+
+_RUNNER: Runner | None = None
+
+
+def _init_worker(config: RunConfig, threads: int) -> None:
+    global _RUNNER
+    torch.set_num_threads(threads)
+    _RUNNER = Runner(config)
+
+
+def _run_in_worker(jobs: list[Job], clip: Clip, reference: bool) -> list[dict]:
+    assert _RUNNER is not None
+    return _RUNNER.run(jobs, clip, reference)
+
+
+def tasks(jobs: list[Job], clips: dict[tuple[str, str], Clip], store: Store) -> list[Task]:
+    """The groups of ``jobs`` still missing from ``store``, each with its clip.
+
+    Args:
+        jobs: The plan.
+        clips: Clips by ``(task, clip name)``.
+        store: The results so far.
+    """
+    done = store.done()
+    pending = [j for j in jobs if j.key not in done]
+    have_ref = {(c, t) for c, t, m, _ in store.embedding_keys() if m == "reference"}
+    out = []
+    for g in group(pending):
+        pair = (g[0].clip, g[0].task)
+        out.append((g, clips[(g[0].task, g[0].clip)], pair not in have_ref))
+        have_ref.add(pair)
+    return out
+
+
+def store_rows(store: Store, rows: list[dict], embedding: str | None) -> int:
+    """Write one group's rows (each its own transaction); returns the number of new results."""
+    new = 0
+    for row in rows:
+        frames = row.pop("embedding", None)
+        key = (row["clip"], row["task"], row["method"], row["seed"])
+        if frames is not None and embedding is not None:
+            store.add_embedding(key, embedding, frames)
+        if row["method"] != "reference":
+            new += store.add(row)
+    return new
+
+
+def _serial(work: list[Task], config: RunConfig) -> Iterator[list[dict]]:
+    runner = Runner(config)
+    for jobs, clip, ref in work:
+        yield runner.run(jobs, clip, ref)
+
+
+def _local(work: list[Task], config: RunConfig, workers: int) -> Iterator[list[dict]]:
+    threads = max(1, torch.get_num_threads() // workers)
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (config, threads)) as pool:
+        futures = [pool.submit(_run_in_worker, *t) for t in work]
+        for future in cf.as_completed(futures):
+            yield future.result()
+
+
+def _ray(work: list[Task], config: RunConfig, address: str) -> Iterator[list[dict]]:
+    import ray
+
+    ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
+             include_dashboard=False, log_to_driver=False)
+
+    @ray.remote
+    class RayRunner:
+        def __init__(self, cfg: RunConfig) -> None:
+            self.runner = Runner(cfg)
+
+        def run(self, jobs: list[Job], clip: Clip, reference: bool) -> list[dict]:
+            return self.runner.run(jobs, clip, reference)
+
+    actors = [RayRunner.remote(config) for _ in range(max(1, int(ray.available_resources()
+                                                               .get("CPU", 1))))]
+    pending = [actors[i % len(actors)].run.remote(*t) for i, t in enumerate(work)]
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if address == "local":
+            ray.shutdown()
+
+
+def execute(work: list[Task], store: Store, config: RunConfig, workers: int = 1,
+            ray_address: str | None = None,
+            on_group: Callable[[list[dict]], None] | None = None) -> int:
+    """Run ``work`` and store every row as its group finishes; returns the new result rows.
+
+    Args:
+        work: Groups from :func:`tasks`.
+        store: The results store.
+        config: Settings of every job.
+        workers: Local worker processes (1: this process).
+        ray_address: Fan out on this Ray cluster (``local`` starts one) instead.
+        on_group: Called with each finished group's rows (progress).
+    """
+    if ray_address:
+        results = _ray(work, config, ray_address)
+    elif workers > 1:
+        results = _local(work, config, workers)
+    else:
+        results = _serial(work, config)
+    new = 0
+    for rows in results:
+        new += store_rows(store, rows, config.embedding)
+        if on_group is not None:
+            on_group(rows)
+    return new

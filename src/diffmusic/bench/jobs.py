@@ -1,0 +1,76 @@
+"""Benchmark jobs: one ``(clip, task, method, seed)`` each, and the methods of every task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from diffmusic.operators import OPERATORS, TASKS, Operator, SourceSeparation
+
+DIFFUSION_METHODS: dict[str, tuple[str, bool]] = {
+    "dps": ("dps", True), "dsg": ("dsg", True), "mpgd": ("mpgd", True),
+    "diffmusic": ("diffmusic", True), "diffmusic_raw": ("diffmusic", False),
+}
+"""Diffusion method -> (sampler, projection)."""
+
+
+@dataclass(frozen=True, order=True)
+class Job:
+    """One cell of the benchmark: restore ``clip`` degraded by ``task`` with ``method``."""
+
+    clip: str
+    task: str
+    method: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """The store's unique key."""
+        return (self.clip, self.task, self.method, self.seed)
+
+
+@cache
+def baseline_names(task: str) -> tuple[str, ...]:
+    """The classical baselines of ``task``'s operator, by name."""
+    cls = OPERATORS[task]
+    op: Operator = cls(16000, 81920, sources=("a", "b")) if cls is SourceSeparation \
+        else cls(16000, 81920)
+    return tuple(op.baselines())
+
+
+def task_methods(task: str) -> tuple[str, ...]:
+    """Every method of ``task``: its baselines, then the diffusion methods."""
+    return baseline_names(task) + tuple(DIFFUSION_METHODS)
+
+
+def all_methods() -> list[str]:
+    """Every method name of every task, in table order."""
+    names = [m for t in TASKS for m in baseline_names(t)]
+    return list(dict.fromkeys(names + list(DIFFUSION_METHODS)))
+
+
+def plan(clips: dict[str, Sequence[str]], methods: Sequence[str] | None, seeds: int) -> list[Job]:
+    """All jobs for ``clips`` (task -> clip names), ``methods`` (``None``: all) and ``seeds``.
+
+    Classical baselines are deterministic and run with seed 0 only; diffusion methods run with
+    seeds ``0 .. seeds - 1``.
+    """
+    jobs = []
+    for task, names in clips.items():
+        for method in task_methods(task):
+            if methods is not None and method not in methods:
+                continue
+            method_seeds = range(seeds) if method in DIFFUSION_METHODS else range(1)
+            jobs += [Job(c, task, method, s) for c in names for s in method_seeds]
+    return jobs
+
+
+def group(jobs: Iterable[Job]) -> list[list[Job]]:
+    """Jobs in runnable groups: ``diffmusic`` and ``diffmusic_raw`` of one clip, task and seed
+    share one sampling run (the raw output is the sample before projection)."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        shared = DIFFUSION_METHODS.get(job.method, (job.method,))[0]
+        groups.setdefault((job.clip, job.task, shared, job.seed), []).append(job)
+    return list(groups.values())

@@ -1,0 +1,141 @@
+"""The benchmark from options to tables: clips, plan, execution, FAD, tables and grids."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from diffmusic.audio import AudioError
+from diffmusic.bench.datasets import AUDIO_SUFFIXES, MUSDB_STEMS, Clip, audio_clips, stem_clips
+from diffmusic.bench.execute import execute, tasks
+from diffmusic.bench.jobs import plan, task_methods
+from diffmusic.bench.run import RunConfig
+from diffmusic.bench.store import Store
+from diffmusic.bench.tables import spectrogram_grids, update_fad, write_tables
+from diffmusic.operators import TASKS
+
+
+@dataclass
+class BenchOptions:
+    """Everything ``diffmusic bench`` was asked (see :mod:`diffmusic.cli.bench`)."""
+
+    data: Path
+    out: Path
+    stems: Path | None = None
+    tasks: list[str] | None = None
+    methods: list[str] | None = None
+    sources: list[str] | None = None
+    prior: str = "tiny"
+    steps: int = 50
+    seeds: int = 1
+    limit: int | None = None
+    clip_seconds: float = 5.12
+    offset: float = 30.0
+    noise_snr: float | None = None
+    embedding: str = "auto"
+    workers: int = 1
+    ray: str | None = None
+    tune_data: Path | None = None
+    defaults: Path | None = None
+    quiet: bool = False
+    command: str = ""
+
+
+def _has_audio(folder: Path) -> bool:
+    return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.iterdir())
+
+
+def load_clips(opts: BenchOptions, task_names: list[str]) -> dict[str, list[Clip]]:
+    """Clips per task: DATA's files (or song mixtures) and the song folders' stems.
+
+    Raises:
+        AudioError: A requested task has no clips.
+    """
+    if not opts.data.is_dir():
+        raise NotADirectoryError(f"{opts.data}: not a folder")
+    window = {"seconds": opts.clip_seconds, "offset": opts.offset, "limit": opts.limit}
+    out: dict[str, list[Clip]] = {}
+    single = [t for t in task_names if t != "source_separation"]
+    if single:
+        clips = audio_clips(opts.data, **window) if _has_audio(opts.data) \
+            else stem_clips(opts.data, ("mixture",), **window)
+        for clip in clips:
+            clip.wave, clip.sources = clip.wave.reshape(-1), ()
+        out.update({t: clips for t in single})
+    if "source_separation" in task_names:
+        out["source_separation"] = stem_clips(opts.stems or opts.data,
+                                              opts.sources or MUSDB_STEMS, **window)
+    return out
+
+
+def _resolve_tasks(opts: BenchOptions) -> list[str]:
+    names = opts.tasks or list(TASKS)
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    if opts.tasks is None and opts.stems is None and _has_audio(opts.data):
+        names = [t for t in names if t != "source_separation"]
+    if opts.methods:
+        known = {m for t in names for m in task_methods(t)}
+        unknown = sorted(set(opts.methods) - known)
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)} for these tasks; "
+                             f"choose from {', '.join(sorted(known))}")
+    return names
+
+
+def _embedding(name: str) -> str | None:
+    if name == "none":
+        return None
+    from diffmusic.fad import available_embeddings
+
+    found = available_embeddings()
+    if name == "auto":
+        return found[0] if found else None
+    if name not in found:
+        raise AudioError(f"embedding {name!r} is not available here; available: "
+                         f"{', '.join(found) or 'none'}")
+    return name
+
+
+def _sampler_defaults(opts: BenchOptions) -> tuple[dict, str | None]:
+    from diffmusic.bench.tune import load_defaults
+
+    path = opts.defaults or opts.out / "tuned.json"
+    return load_defaults(path) if path.is_file() else ({}, None)
+
+
+def bench(opts: BenchOptions) -> dict:
+    """Run (or resume) the benchmark and write its tables; returns a short summary."""
+    names = _resolve_tasks(opts)
+    clips = load_clips(opts, names)
+    embedding = _embedding(opts.embedding)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    config = RunConfig(prior=opts.prior, steps=opts.steps, noise_snr=opts.noise_snr,
+                       embedding=embedding, audio_dir=opts.out / "audio")
+    if opts.tune_data is not None:
+        from diffmusic.bench.tune import tune
+
+        tune(opts, config)
+    config.sampler_kwargs, config.split = _sampler_defaults(opts)
+    config.grid_clips = {t: cs[0].name for t, cs in clips.items() if cs}
+    by_key = {(t, c.name): c for t, cs in clips.items() for c in cs}
+    jobs = plan({t: [c.name for c in cs] for t, cs in clips.items()}, opts.methods, opts.seeds)
+    with Store(opts.out / "results.sqlite") as store:
+        work = tasks(jobs, by_key, store)
+        bar = tqdm(total=sum(len(g) for g, _, _ in work), desc="bench", unit="job",
+                   file=sys.stderr, disable=True if opts.quiet else None)
+        new = execute(work, store, config, opts.workers, opts.ray,
+                      on_group=lambda rows: bar.update(sum(r["method"] != "reference"
+                                                           for r in rows)))
+        bar.close()
+        if embedding is not None:
+            update_fad(store, embedding)
+        lines = write_tables(store, opts.out, opts.command)
+        total = len(store.done())
+    grids = spectrogram_grids(opts.out / "audio", opts.out)
+    return {"jobs": len(jobs), "new_rows": new, "rows": total, "table_lines": len(lines),
+            "embedding": embedding, "grids": [str(g) for g in grids]}

@@ -1,0 +1,234 @@
+"""Degrade, restore and score one group of benchmark jobs."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from diffmusic.bench.datasets import SAMPLE_RATE, Clip
+from diffmusic.bench.jobs import DIFFUSION_METHODS, Job
+from diffmusic.bench.memory import PeakMemory
+from diffmusic.metrics import LSD_EPS, lsd, lsd_hf, museval_sdr, si_sdr
+from diffmusic.operators import (
+    Dereverberation,
+    Inpainting,
+    Operator,
+    PhaseRetrieval,
+    SourceSeparation,
+    SuperResolution,
+)
+from diffmusic.priors.base import Prior
+
+PAPER_GAP = (2.0 / 5.12, 3.0 / 5.12)
+"""The inpainting gap as a fraction of the clip: [2.00 s, 3.00 s) of a 5.12 s clip."""
+SILENT_DB = -30.0
+"""Separation: stems this far below the mixture's energy count as silent and are left out of the
+means (their SI-SDR and LSD are meaningless), as MUSDB evaluations skip silent references."""
+
+
+METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": LSD_EPS,
+                           "log": "log10(|X|+eps)", "reduce": "rms over bins, mean over frames"},
+                   "lsd_hf": "lsd over bins above the measurement Nyquist (super_resolution)",
+                   "si_sdr": "mean over the non-silent stems for source_separation",
+                   "silent_stem_db": SILENT_DB,
+                   "si_sdri": "si_sdr(est) - si_sdr(mixture), source_separation only",
+                   "seconds": "wall clock of the restoration per clip",
+                   "peak_mb": "peak RSS of the process during the job (model included)",
+                   "peak_delta_mb": "in extra: peak RSS above the RSS at the job's start"}
+
+
+def make_operator(task: str, clip: Clip, noise_snr: float | None = None) -> Operator:
+    """The protocol's operator of ``task`` (DESIGN.md section 3) for ``clip``'s length."""
+    n = clip.wave.shape[-1]
+    seconds = n / SAMPLE_RATE
+    common = {"noise_snr": noise_snr}
+    if task == "inpainting":
+        gap = (round(PAPER_GAP[0] * seconds, 4), round(PAPER_GAP[1] * seconds, 4))
+        return Inpainting(SAMPLE_RATE, n, gaps=[gap], **common)
+    if task == "super_resolution":
+        return SuperResolution(SAMPLE_RATE, n, factor=2, **common)
+    if task == "phase_retrieval":
+        return PhaseRetrieval(SAMPLE_RATE, n, **common)
+    if task == "dereverberation":
+        return Dereverberation(SAMPLE_RATE, n, **common)
+    if task == "source_separation":
+        return SourceSeparation(SAMPLE_RATE, n, sources=clip.sources, **common)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def active_sources(ref: Tensor, y: Tensor) -> Tensor:
+    """Mask of the stems of ``ref`` ``(K, N)`` that are not silent relative to the mixture."""
+    energy = ref.double().pow(2).sum(-1)
+    active = energy >= y.double().pow(2).sum() * 10 ** (SILENT_DB / 10)
+    return active if bool(active.any()) else torch.ones_like(active)
+
+
+def score(operator: Operator, est: Tensor, ref: Tensor, y: Tensor) -> dict:
+    """Per-clip metrics of the estimate ``est`` of ``ref`` (both ``(N,)`` or ``(K, N)``)."""
+    per_lsd = lsd(est, ref)
+    per_source = si_sdr(est, ref)
+    if not isinstance(operator, SourceSeparation):
+        row = {"lsd": float(per_lsd), "si_sdr": float(per_source)}
+        if isinstance(operator, SuperResolution):
+            row["lsd_hf"] = float(lsd_hf(est, ref, operator.cutoff_hz, SAMPLE_RATE))
+        return row
+    active = active_sources(ref, y)
+    base = si_sdr(y.reshape(1, -1).expand_as(ref), ref)
+    stems = {s: {"si_sdr": float(v), "si_sdri": float(v - b), "lsd": float(d), "active": bool(a)}
+             for s, v, b, d, a in zip(operator.sources, per_source, base, per_lsd, active,
+                                      strict=True)}
+    return {"lsd": float(per_lsd[active].mean()), "si_sdr": float(per_source[active].mean()),
+            "si_sdri": float((per_source - base)[active].mean()),
+            "sdr": museval_sdr(est[active], ref[active], SAMPLE_RATE), "stems": stems}
+
+
+@functools.cache
+def cached_prior(name: str) -> Prior:
+    """:func:`diffmusic.priors.load_prior` once per process and name (priors are read-only)."""
+    from diffmusic.priors import load_prior
+
+    return load_prior(name)
+
+
+Embedder = Callable[[Tensor], np.ndarray]
+"""``(N,)`` audio at 16 kHz -> frame embeddings ``(frames, dim)``."""
+
+
+@dataclass
+class RunConfig:
+    """Settings shared by every job of a benchmark run.
+
+    Attributes:
+        prior: Prior name for :func:`diffmusic.priors.load_prior`.
+        steps: Sampling steps of the diffusion methods.
+        noise_snr: Measurement noise SNR in dB (``None``: noiseless, the paper's setting).
+        sampler_kwargs: Per task and sampler hyper-parameters (the tuned step sizes).
+        embedding: Name of the FAD embedding (``None``: no FAD).
+        audio_dir: Where to save the outputs of ``grid_clips`` (for the spectrogram grids).
+        grid_clips: Per task, the clip whose outputs are saved.
+        split: The split the sampler defaults were tuned on, recorded in the settings.
+    """
+
+    prior: str = "tiny"
+    steps: int = 50
+    noise_snr: float | None = None
+    sampler_kwargs: dict[str, dict[str, dict]] = field(default_factory=dict)
+    embedding: str | None = None
+    audio_dir: Path | None = None
+    grid_clips: dict[str, str] = field(default_factory=dict)
+    split: str | None = None
+
+
+class Runner:
+    """Runs job groups; loads the prior and the embedding once, on first use."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self._prior: Prior | None = None
+        self._embedder: Embedder | None = None
+
+    @property
+    def prior(self) -> Prior:
+        """The diffusion prior (loaded once per process and name)."""
+        if self._prior is None:
+            self._prior = cached_prior(self.config.prior)
+        return self._prior
+
+    def embed(self, wave: Tensor) -> np.ndarray | None:
+        """Frame embeddings of ``(N,)`` or ``(K, N)`` audio (stems pooled), or ``None``."""
+        if self.config.embedding is None:
+            return None
+        if self._embedder is None:
+            from diffmusic.fad import load_embedding
+
+            self._embedder = load_embedding(self.config.embedding)
+        waves = wave.reshape(-1, wave.shape[-1])
+        return np.concatenate([self._embedder(w) for w in waves])
+
+    def restore(self, job: Job, operator: Operator, y: Tensor) -> tuple[Tensor, Tensor, dict]:
+        """Run a diffusion method: ``(projected, raw, settings)``, each ``(N,)`` or ``(K, N)``."""
+        from diffmusic.restore import restore
+
+        sampler, _ = DIFFUSION_METHODS[job.method]
+        kwargs = self.config.sampler_kwargs.get(job.task, {}).get(sampler, {})
+        out = restore(self.prior, operator, y[None], sampler=sampler, steps=self.config.steps,
+                      seed=job.seed, **kwargs)
+        rec = out.record
+        settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
+                    "sampler_settings": rec["settings"], "prior": rec["prior"]}
+        return out.wave[0], out.raw[0], settings
+
+    def run(self, jobs: list[Job], clip: Clip, reference: bool = False) -> list[dict]:
+        """Degrade ``clip``, run the group's method(s), score; one row per job.
+
+        Args:
+            jobs: One job, or ``diffmusic`` and ``diffmusic_raw`` of one clip, task and seed.
+            clip: The clip of the jobs.
+            reference: Also return the clean clip's embedding (as a row with method
+                ``reference`` that is not a result).
+
+        Returns:
+            Result rows; a row's ``embedding`` (if any) belongs in the store's embeddings.
+        """
+        job = jobs[0]
+        operator = make_operator(job.task, clip, self.config.noise_snr)
+        ref = clip.wave
+        generator = torch.Generator().manual_seed(job.seed)
+        with torch.no_grad():
+            y = operator.degrade(ref[None], generator)[0]
+        start = time.perf_counter()
+        with PeakMemory() as memory:
+            if job.method in DIFFUSION_METHODS:
+                wave, raw, settings = self.restore(job, operator, y)
+                outputs = {"diffmusic_raw": raw, **{j.method: wave for j in jobs
+                                                    if j.method != "diffmusic_raw"}}
+            else:
+                with torch.no_grad():
+                    outputs = {job.method: operator.baseline(y[None], job.method)[0]}
+                settings = {"baseline": job.method}
+        seconds = time.perf_counter() - start
+        settings = {**settings, "operator": operator.spec(), "clip_start": clip.start,
+                    "clip_samples": int(ref.shape[-1]), "sample_rate": SAMPLE_RATE,
+                    "metrics": METRIC_SETTINGS, "tuned_on": self.config.split}
+        rows = []
+        for j in jobs:
+            est = outputs[j.method].float()
+            row = {"clip": j.clip, "task": j.task, "method": j.method, "seed": j.seed,
+                   "seconds": seconds, "peak_mb": memory.peak_mb,
+                   "extra": {"peak_delta_mb": memory.delta_mb},
+                   "settings": {**settings, "projection": j.method != "diffmusic_raw"},
+                   **score(operator, est, ref, y), "embedding": self.embed(est)}
+            if "stems" in row:
+                row["extra"]["stems"] = row.pop("stems")
+            rows.append(row)
+            self.save_audio(j, est, y, operator, ref)
+        if reference:
+            rows.append({"clip": job.clip, "task": job.task, "method": "reference", "seed": 0,
+                         "embedding": self.embed(ref)})
+        return rows
+
+    def save_audio(self, job: Job, est: Tensor, y: Tensor, operator: Operator,
+                   ref: Tensor) -> None:
+        """Save the grid clip's outputs (seed 0; the loudest stem) for the spectrogram grids."""
+        cfg = self.config
+        if cfg.audio_dir is None or cfg.grid_clips.get(job.task) != job.clip or job.seed:
+            return
+        from diffmusic.audio import save_audio
+
+        folder = cfg.audio_dir / job.task
+        ref, est = ref.reshape(-1, ref.shape[-1]), est.reshape(-1, est.shape[-1])
+        k = int(ref.pow(2).sum(-1).argmax())  # separation: the loudest stem
+        save_audio(folder / f"{job.method}.wav", est[k: k + 1], SAMPLE_RATE)
+        if not (folder / "reference.wav").exists():
+            save_audio(folder / "reference.wav", ref[k: k + 1], SAMPLE_RATE)
+            name = getattr(operator, "sources", [None])[k] if ref.shape[0] > 1 else None
+            (folder / "clip.txt").write_text(job.clip + (f", stem {name}" if name else ""))
+        if operator.measurement_kind == "audio" and not (folder / "degraded.wav").exists():
+            save_audio(folder / "degraded.wav", y.reshape(1, -1), operator.measurement_rate)

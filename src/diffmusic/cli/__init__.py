@@ -1,0 +1,64 @@
+"""The ``diffmusic`` command: ``degrade``, ``restore`` and ``demo``.
+
+Exit status: 0 on success, 2 for bad usage or bad input (one line ``diffmusic: error: ...`` on
+stderr, no traceback), 130 when interrupted; other failures raise (status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from diffmusic.cli import bench, degrade, demo, restore
+from diffmusic.cli.errors import CliError
+
+USER_ERRORS = (CliError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError, FileExistsError)
+"""Mistakes a user can fix; ``ValueError`` covers ``AudioError``, ``PriorNotFound``, JSON
+decoding and operator argument checks."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`CliError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``diffmusic`` argument parser with its subcommands."""
+    parser = Parser(prog="diffmusic", description="Zero-shot music restoration with latent "
+                                                  "audio diffusion (DiffMusic).")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {restore.package_version()}")
+    common = Parser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or messages on stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (degrade, restore, demo, bench):
+        module.add_parser(subparsers, common)
+    return parser
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else 0
+    except USER_ERRORS as error:
+        print(f"diffmusic: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffmusic: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["CliError", "build_parser", "main"]

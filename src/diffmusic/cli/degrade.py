@@ -1,0 +1,109 @@
+"""``diffmusic degrade``: simulate a degraded recording and write a measurement folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from diffmusic.audio import load_audio
+from diffmusic.cli.errors import CliError
+from diffmusic.cli.measurement import fit_length, folder_outputs, write_measurement
+from diffmusic.cli.options import (
+    CLIP_SAMPLES,
+    SAMPLE_RATE,
+    OperatorOptions,
+    add_operator_options,
+    build_operator,
+    positive_float,
+    refuse_overwrite,
+)
+from diffmusic.operators import STEMS
+
+STEM_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``degrade``."""
+    window = CLIP_SAMPLES / SAMPLE_RATE
+    parser = subparsers.add_parser(
+        "degrade", parents=[common], help="simulate a degraded recording",
+        description="Degrade a clean clip with a task's operator and write MEAS_DIR: "
+                    "measurement.json, measurement.wav (measurement.npy for phase_retrieval) and "
+                    "the clean reference (clean.wav, or clean/NAME.wav for source_separation).")
+    parser.add_argument("input", type=Path, metavar="INPUT",
+                        help="clean audio file; for source_separation a folder of stems "
+                             f"({', '.join(f'{s}.wav' for s in STEMS)}, at least two)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MEAS_DIR",
+                        help="measurement folder to write")
+    add_operator_options(parser, task_required=True)
+    parser.add_argument("--noise-snr", type=float, metavar="DB",
+                        help="add white measurement noise at this SNR (default: none)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random mask, the synthetic room response and the "
+                             "noise (default 0)")
+    parser.add_argument("--duration", type=positive_float, metavar="SEC",
+                        help=f"cut or zero-pad the input to this length (default and maximum: "
+                             f"one prior window, {window:g} s)")
+    parser.set_defaults(run=run)
+
+
+def clip_length(duration: float | None) -> int:
+    """Samples of a clip of ``duration`` seconds (default: one prior window)."""
+    if duration is None:
+        return CLIP_SAMPLES
+    length = round(duration * SAMPLE_RATE)
+    if not 0 < length <= CLIP_SAMPLES:
+        raise CliError(f"--duration {duration:g}: must be between 1 sample and one prior window "
+                       f"({CLIP_SAMPLES / SAMPLE_RATE:g} s)")
+    return length
+
+
+def find_stems(folder: Path) -> dict[str, Path]:
+    """The MUSDB18 stem files present in ``folder``, in :data:`STEMS` order (at least two)."""
+    if not folder.is_dir():
+        raise CliError(f"{folder}: source_separation needs a folder of stem files "
+                       f"({', '.join(f'{s}.wav' for s in STEMS)})")
+    found = {}
+    for name in STEMS:
+        present = [p for p in (folder / f"{name}{s}" for s in STEM_SUFFIXES) if p.is_file()]
+        if present:
+            found[name] = present[0]
+    if len(found) < 2:
+        raise CliError(f"{folder}: found {len(found)} stem file(s); source_separation needs at "
+                       f"least two of {', '.join(f'{s}.wav' for s in STEMS)}")
+    return found
+
+
+def load_clean(source: Path, task: str, length: int) -> tuple[Tensor, list[Path], list[str]]:
+    """The clean clip ``(1, L)`` (or stems ``(1, K, L)``), the files read and the stem names."""
+    if task == "source_separation":
+        stems = find_stems(source)
+        waves = [fit_length(load_audio(path, SAMPLE_RATE, mono=True)[0], length)
+                 for path in stems.values()]
+        return torch.stack(waves, 1), list(stems.values()), list(stems)
+    if source.is_dir():
+        raise CliError(f"{source}: is a folder; --task {task} needs an audio file")
+    wave, _ = load_audio(source, SAMPLE_RATE, mono=True)
+    return fit_length(wave, length), [source], []
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``diffmusic degrade``."""
+    if args.output.exists() and not args.output.is_dir():
+        raise CliError(f"-o {args.output}: exists and is not a folder")
+    options = OperatorOptions.from_args(args)
+    length = clip_length(args.duration)
+    clean, inputs, stems = load_clean(args.input, options.task, length)
+    options.sources = stems or None
+    operator = build_operator(options, length)
+    refuse_overwrite(folder_outputs(args.output, operator).values(),
+                     inputs + ([options.rir] if options.rir else []))
+    write_measurement(args.output, operator, clean, options.seed, str(args.input.resolve()))
+    if not args.quiet:
+        print(f"diffmusic: wrote {args.output} ({operator.task}, {length / SAMPLE_RATE:g} s)",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,274 @@
+"""Command-line options shared by the subcommands, and the operator they describe."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffmusic.audio import AudioError, load_audio
+from diffmusic.cli.errors import CliError
+from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, SuperResolution, make_gaps
+from diffmusic.samplers import SAMPLERS
+
+SAMPLE_RATE = 16000
+"""Sample rate of the AudioLDM-family priors in Hz; every input is resampled to it."""
+CLIP_SAMPLES = 81920
+"""One prior window: 5.12 s = 512 mel frames = a 8 x 128 x 16 latent."""
+LATENT_HOP = 640
+"""Samples per latent frame (mel hop 160 x latent downsampling 4); operator lengths are multiples
+of it."""
+STFT_HOP = 160
+"""Hop in samples of the phase-retrieval magnitude (protocol: n_fft 1024, hop 160)."""
+DEFAULT_FACTOR = 2
+"""Super-resolution factor of the protocol (16 kHz -> 8 kHz)."""
+MASK_TYPES = ("box", "random", "periodic")
+STEP_SIZE_PARAMETER = {"diffmusic": "gamma", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
+"""The sampler keyword ``--gamma`` sets: the guidance step size of each sampler (none for ddim)."""
+TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "inpainting"),
+                "factor": ("--factor", "super_resolution"), "rt60": ("--rt60", "dereverberation"),
+                "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation")}
+"""Task-specific options: attribute -> (flag, the task it applies to)."""
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def padded_length(num_samples: int, multiple: int = LATENT_HOP) -> int:
+    """``num_samples`` rounded up to a whole number of latent frames."""
+    return max(1, math.ceil(num_samples / multiple)) * multiple
+
+
+def gap_type(text: str) -> tuple[float, float]:
+    """Parse ``START:END`` in seconds (``--gap 2:3``)."""
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END in seconds, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise argparse.ArgumentTypeError(f"gap {text!r} must satisfy 0 <= START < END")
+    return start, end
+
+
+def steps_type(text: str) -> int:
+    """Parse a number of sampling steps (at least 2)."""
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if steps < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {steps}")
+    return steps
+
+
+def positive_float(text: str) -> float:
+    """Parse a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def sources_type(text: str) -> list[str]:
+    """Parse comma-separated source names (used as file names: letters, digits, ``_``, ``-``)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if not SOURCE_NAME.match(name)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"source names may hold only letters, digits, _ and -; "
+                                         f"got {bad[0]!r}")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"need at least two distinct source names, got {text!r}")
+    return names
+
+
+def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool,
+                         sources: bool = False) -> None:
+    """``--task`` and the options of each task's operator (``--sources`` when ``sources``)."""
+    group = parser.add_argument_group("degradation (operator) options")
+    group.add_argument("--task", choices=TASKS, required=task_required,
+                       help="restoration task" + ("" if task_required else
+                                                  " (restoring a file instead of a folder)"))
+    group.add_argument("--gap", dest="gaps", metavar="S:E", type=gap_type, action="append",
+                       help="inpainting: a gap in seconds, repeatable (default 2:3)")
+    group.add_argument("--mask-type", choices=MASK_TYPES,
+                       help="inpainting: box (the --gap list), random (30%% in 0.1 s holes) or "
+                            "periodic (0.1 s every 1 s); default box")
+    group.add_argument("--factor", type=int, choices=SuperResolution.factors,
+                       help="super_resolution: downsampling factor (default 2)")
+    rir = group.add_mutually_exclusive_group()
+    rir.add_argument("--rt60", type=positive_float, metavar="SEC",
+                     help="dereverberation: RT60 of the synthetic room response (default 0.5)")
+    rir.add_argument("--rir", type=Path, metavar="FILE",
+                     help="dereverberation: a room impulse response audio file")
+    if sources:
+        group.add_argument("--sources", type=sources_type, metavar="A,B,...",
+                           help="source_separation: source names (default "
+                                "vocals,drums,bass,other)")
+
+
+def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
+    """``--prior``, ``--steps``, ``--seed`` and the sampler settings of ``restore``."""
+    group = parser.add_argument_group("sampling options")
+    group.add_argument("--sampler", choices=tuple(SAMPLERS), default="diffmusic",
+                       help="posterior sampler (default diffmusic)")
+    group.add_argument("--prior", default=None, metavar="NAME|PATH",
+                       help="diffusion prior name or folder (default: the package default)")
+    group.add_argument("--steps", type=steps_type, default=steps,
+                       help=f"sampling steps, at least 2 (default {steps})")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--prompt", action="append", metavar="TEXT",
+                       help="text prompt; once for all sources or once per source "
+                            "(default: the source names for separation, none otherwise)")
+    group.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
+                       help="classifier-free guidance scale (default 1: no guidance)")
+    group.add_argument("--gamma", type=positive_float, metavar="G",
+                       help="guidance step size: gamma of diffmusic/mpgd, zeta of dps, the "
+                            "guidance rate of dsg (default: the sampler's)")
+    group.add_argument("--no-projection", dest="projection", action="store_false",
+                       help="skip the measurement-consistency projection (the paper's raw output)")
+    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="where the prior runs (default cpu)")
+
+
+def restore_settings(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`diffmusic.restore.restore` from parsed sampling options."""
+    if args.cfg < 0 or not math.isfinite(args.cfg):
+        raise CliError(f"--cfg must be a number >= 0, got {args.cfg}")
+    settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+                "guidance_scale": args.cfg, "project": args.projection,
+                "prompts": args.prompt[0] if args.prompt and len(args.prompt) == 1
+                else args.prompt}
+    if args.gamma is not None:
+        if args.sampler not in STEP_SIZE_PARAMETER:
+            raise CliError(f"--gamma: the {args.sampler} sampler takes no guidance step size")
+        settings[STEP_SIZE_PARAMETER[args.sampler]] = args.gamma
+    return settings
+
+
+@dataclass
+class OperatorOptions:
+    """What the operator options say, independent of argparse.
+
+    Attributes:
+        task: One of :data:`diffmusic.operators.TASKS`.
+        gaps: Inpainting gaps in seconds (``box`` masks; default ``[(2, 3)]``).
+        mask_type: Inpainting mask type.
+        factor: Super-resolution factor.
+        rt60: RT60 in seconds of the synthetic room response.
+        rir: Room impulse response file.
+        noise_snr: Measurement noise SNR in dB (``None``: noiseless).
+        seed: Seed of the random mask, the synthetic response and the measurement noise.
+        sources: Source names for separation.
+    """
+
+    task: str
+    gaps: list[tuple[float, float]] | None = None
+    mask_type: str | None = None
+    factor: int | None = None
+    rt60: float | None = None
+    rir: Path | None = None
+    noise_snr: float | None = None
+    seed: int = 0
+    sources: list[str] | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:
+        """Collect the operator options of ``args`` (``overrides`` win) and check them."""
+        names = ("task", "gaps", "mask_type", "factor", "rt60", "rir", "noise_snr", "seed",
+                 "sources")
+        values = {name: getattr(args, name, None) for name in names} | overrides
+        values["seed"] = values["seed"] or 0
+        options = cls(**values)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Refuse options that do not apply to :attr:`task`."""
+        for attr, (flag, task) in TASK_OPTIONS.items():
+            if getattr(self, attr) is not None and self.task != task:
+                raise CliError(f"{flag} applies only to --task {task}, not {self.task}")
+        if self.gaps and self.mask_type not in (None, "box"):
+            raise CliError(f"--gap applies to --mask-type box, not {self.mask_type}")
+        if self.noise_snr is not None and not math.isfinite(self.noise_snr):
+            raise CliError(f"--noise-snr must be a finite number of dB, got {self.noise_snr}")
+
+    def inpainting_gaps(self, seconds: float) -> list[tuple[float, float]]:
+        """The gaps of a clip of ``seconds``; each must lie inside it."""
+        generator = torch.Generator().manual_seed(self.seed)
+        gaps = make_gaps(self.mask_type or "box", seconds, self.gaps, generator=generator)
+        for start, end in gaps:
+            if end > seconds + 1e-9:
+                which = "--gap" if self.gaps else "the default --gap"
+                raise CliError(f"{which} {start:g}:{end:g} lies outside the {seconds:.2f} s clip")
+        if not gaps:
+            raise CliError(f"--mask-type {self.mask_type}: no gap fits the {seconds:.2f} s clip")
+        return gaps
+
+    def measurement_rate(self, sample_rate: int) -> int:
+        """Sample rate in Hz of this task's audio measurements for clips at ``sample_rate``."""
+        if self.task != "super_resolution":
+            return sample_rate
+        return sample_rate // (self.factor or DEFAULT_FACTOR)
+
+
+def build_operator(options: OperatorOptions, length: int,
+                   sample_rate: int = SAMPLE_RATE) -> Operator:
+    """The operator for a clip of ``length`` samples, built for the length padded to
+    :data:`LATENT_HOP` (inputs shorter than a prior window are zero-padded, outputs cropped).
+
+    Args:
+        options: The operator options.
+        length: Clip length in samples at ``sample_rate``.
+        sample_rate: Sample rate in Hz.
+
+    Raises:
+        CliError: Options that do not fit the clip (gaps outside it, a bad RIR file...).
+    """
+    task = options.task
+    if task not in OPERATORS:
+        raise CliError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    extra: dict = {}
+    if task == "inpainting":
+        extra = {"gaps": options.inpainting_gaps(length / sample_rate),
+                 "mask_type": options.mask_type or "box"}
+    elif task == "super_resolution":
+        extra = {"factor": options.factor or DEFAULT_FACTOR}
+    elif task == "source_separation":
+        extra = {"sources": options.sources or list(STEMS)}
+    elif task == "dereverberation":
+        extra = {"rir": _load_rir(options.rir, sample_rate), "rt60": options.rt60,
+                 "seed": options.seed}
+    try:
+        return OPERATORS[task](sample_rate=sample_rate, num_samples=padded_length(length),
+                               noise_snr=options.noise_snr,
+                               **{k: v for k, v in extra.items() if v is not None})
+    except ValueError as error:
+        raise CliError(f"--task {task}: {error}") from None
+
+
+def _load_rir(path: Path | None, sample_rate: int) -> torch.Tensor | None:
+    """A mono room impulse response at ``sample_rate``, shape ``(L,)``."""
+    if path is None:
+        return None
+    try:
+        return load_audio(path, sample_rate, mono=True)[0][0]
+    except AudioError as error:
+        raise CliError(f"--rir {error}") from None
+
+
+def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], flag: str = "-o") -> None:
+    """Raise if an output path is one of the input files (or the same file under another name)."""
+    resolved = {Path(p).resolve(): Path(p) for p in inputs}
+    for out in outputs:
+        target = Path(out).resolve()
+        if target in resolved:
+            raise CliError(f"{flag} {out}: would overwrite the input {resolved[target]}")
+        for source in resolved:
+            if target.exists() and source.exists() and target.samefile(source):
+                raise CliError(f"{flag} {out}: would overwrite the input {resolved[source]}")

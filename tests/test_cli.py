@@ -1,0 +1,224 @@
+"""The ``diffmusic`` command line: degrade/restore round trips, direct restore, errors, demo.
+
+Everything runs on the random-weight ``tiny`` prior with 2 steps and short clips; the prior is
+loaded once per process (``cached_prior``), so in-process calls stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from signals import music_like
+
+from diffmusic.cli import demo, main
+from diffmusic.operators import PhaseRetrieval
+
+RATE = 16000
+DURATION = 1.3
+"""Seconds of the test clips: 20,800 samples, not a whole number of latent frames (640)."""
+LENGTH = round(DURATION * RATE)
+FAST = ["--prior", "tiny", "--steps", "2", "--quiet"]
+TASK_ARGS = {"inpainting": ["--gap", "0.5:0.75"], "super_resolution": ["--factor", "4"],
+             "phase_retrieval": [], "source_separation": [], "dereverberation": ["--rt60", "0.3"]}
+
+
+def write_wav(path: Path, wave: torch.Tensor) -> Path:
+    sf.write(path, wave.numpy(), RATE, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: with other jobs on this 2-core machine, two threads spin-wait on
+    each other and the file takes ~4 minutes instead of ~45 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A song (1.5 s, cut by ``--duration``), stem folders, damaged recordings, garbage."""
+    root = tmp_path_factory.mktemp("inputs")
+    write_wav(root / "song.wav", music_like(0, n=24000))
+    (root / "stems").mkdir()
+    write_wav(root / "stems" / "vocals.wav", music_like(1, n=LENGTH))
+    write_wav(root / "stems" / "bass.wav", music_like(2, n=LENGTH // 2))
+    (root / "one_stem").mkdir()
+    write_wav(root / "one_stem" / "drums.wav", music_like(4, n=LENGTH))
+    damaged = music_like(3, n=17600)
+    damaged[8000:11200] = 0
+    write_wav(root / "damaged.wav", damaged)
+    (root / "garbage.wav").write_bytes(b"RIFF\x00\x01garbage, not audio" * 40)
+    np.save(root / "magnitude.npy", PhaseRetrieval(RATE, 17600)(damaged[None])[0].numpy())
+    sf.write(root / "low.wav", music_like(5, n=4400, rate=4000).numpy(), 4000, subtype="FLOAT")
+    return root
+
+
+def run(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    """Run ``diffmusic ARGS`` in-process; return the exit status and stderr."""
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", list(TASK_ARGS))
+def test_degrade_restore_round_trip(task: str, inputs: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture) -> None:
+    separation = task == "source_separation"
+    source = inputs / ("stems" if separation else "song.wav")
+    meas = tmp_path / "meas"
+    code, err = run(capsys, "degrade", source, "--task", task, "-o", meas,
+                    "--duration", DURATION, "--seed", 3, *TASK_ARGS[task])
+    assert code == 0, err
+    info = json.loads((meas / "measurement.json").read_text())
+    assert info["task"] == task and info["operator"]["task"] == task
+    assert info["sample_rate"] == RATE and info["length"] == LENGTH and info["seed"] == 3
+    assert info["input"] == str(source.resolve())
+    assert info["operator"]["num_samples"] % 640 == 0
+    assert (meas / info["measurement"]).is_file()
+    if separation:
+        assert info["operator"]["sources"] == ["vocals", "bass"]
+        assert sorted(info["clean"]) == ["bass", "vocals"]
+    else:
+        assert sf.info(meas / "clean.wav").frames == LENGTH
+    if task == "phase_retrieval":
+        assert np.load(meas / "measurement.npy").shape[0] == 513
+    elif task == "super_resolution":
+        assert sf.info(meas / "measurement.wav").samplerate == RATE // 4
+
+    out = tmp_path / ("restored" if separation else "restored.wav")
+    code, err = run(capsys, "restore", meas, "-o", out, *FAST, "--seed", 7)
+    assert code == 0, err
+    files = [out / "vocals.wav", out / "bass.wav"] if separation else [out]
+    for path in files:
+        wave, rate = sf.read(path)
+        assert rate == RATE and wave.shape == (LENGTH,) and np.isfinite(wave).all()
+    record = json.loads((out / "restore.json" if separation else out.with_suffix(".json"))
+                        .read_text())
+    assert record["seed"] == 7 and record["steps"] == 2 and record["sampler"] == "diffmusic"
+    assert record["length"] == LENGTH and record["padded_length"] % 640 == 0
+    assert record["seconds"] > 0 and len(record["final_loss"]) == 1
+    assert record["operator"]["task"] == task and record["projection"] is True
+
+
+def test_restore_damaged_file_directly(inputs: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fixed.wav"
+    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
+                    "--gap", "0.5:0.7", "-o", out, *FAST)
+    assert code == 0, err
+    fixed, rate = sf.read(out, dtype="float32")
+    damaged, _ = sf.read(inputs / "damaged.wav", dtype="float32")
+    assert rate == RATE and fixed.shape == damaged.shape == (17600,)
+    # The projection keeps the known samples away from the 5 ms crossfades at the gap edges.
+    np.testing.assert_allclose(fixed[:7800], damaged[:7800], atol=1e-6)
+    np.testing.assert_allclose(fixed[11400:], damaged[11400:], atol=1e-6)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["padded_length"] == 17920 and record["operator"]["gaps"] == [[0.5, 0.7]]
+
+
+@pytest.mark.parametrize(("task", "name", "args"), [
+    ("phase_retrieval", "magnitude.npy", []),
+    ("super_resolution", "low.wav", ["--factor", "4"]),
+])
+def test_restore_other_measurement_files_directly(task: str, name: str, args: list[str],
+                                                  inputs: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fixed.wav"
+    code, err = run(capsys, "restore", inputs / name, "--task", task, *args, "-o", out, *FAST)
+    assert code == 0, err
+    info = sf.info(out)
+    assert info.samplerate == RATE and info.frames == 17600  # 1.1 s, padded to 17,920 inside
+    assert json.loads(out.with_suffix(".json").read_text())["padded_length"] == 17920
+
+
+ERRORS = {
+    "missing file": (["restore", "{in}/missing.wav", "--task", "inpainting"], "missing.wav"),
+    "gap outside": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "0.5:9"],
+                    "--gap"),
+    "reversed gap": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "3:2"],
+                     "--gap"),
+    "unknown task": (["degrade", "{in}/song.wav", "--task", "denoising"], "--task"),
+    "one step": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--steps", "1"],
+                 "--steps"),
+    "garbage wav": (["restore", "{in}/garbage.wav", "--task", "inpainting"], "garbage.wav"),
+    "option of another task": (["degrade", "{in}/song.wav", "--task", "inpainting",
+                                "--factor", "4"], "--factor"),
+    "unknown prior": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "0.1:0.2",
+                       "--prior", "no-such-prior"], "no-such-prior"),
+    "one stem": (["degrade", "{in}/one_stem", "--task", "source_separation"], "at least two"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_user_errors_exit_2_with_one_line(case: str, inputs: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    args, named = ERRORS[case]
+    out = tmp_path / "out"
+    code, err = run(capsys, *[a.format(**{"in": inputs}) for a in args], "-o", out / "x.wav")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("diffmusic: error: ") and named in lines[0]
+    assert not out.exists()
+
+
+def test_refuses_to_overwrite_the_input(inputs: Path, capsys: pytest.CaptureFixture) -> None:
+    damaged = inputs / "damaged.wav"
+    before = damaged.read_bytes()
+    code, err = run(capsys, "restore", damaged, "--task", "inpainting", "--gap", "0.5:0.7",
+                    "-o", damaged, *FAST)
+    assert code == 2 and err.count("\n") == 1 and "would overwrite the input" in err
+    assert damaged.read_bytes() == before
+    assert not damaged.with_suffix(".json").exists()
+
+
+def test_malformed_measurement_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "measurement.json").write_text("{not json")
+    code, err = run(capsys, "restore", tmp_path, "-o", tmp_path / "out.wav", *FAST)
+    assert code == 2 and err.startswith("diffmusic: error: ") and "measurement.json" in err
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_console_script(inputs: Path, tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("diffmusic")
+    ok = subprocess.run([script, "degrade", inputs / "song.wav", "--task", "super_resolution",
+                         "-o", tmp_path / "meas", "--duration", "1"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "meas" / "measurement.wav").is_file()
+    bad = subprocess.run([script, "restore", tmp_path / "nothing", "-o", tmp_path / "x.wav"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("diffmusic: error: ") and bad.stderr.count("\n") == 1
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("diffmusic ")
+
+
+def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "CLIP_SAMPLES", 48000)  # 3 s (the gap is 2-3 s) to save time
+    code, err = run(capsys, "demo", "-o", tmp_path, "--prior", "tiny", "--steps", 2, "--quiet")
+    assert code == 0, err
+    page = (tmp_path / "index.html").read_text()
+    pngs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert len(pngs) == 4 + 3  # one per single-source task, one per separated stem
+    for png in pngs:
+        assert png in page and (tmp_path / png).stat().st_size > 1000
+    for task in TASK_ARGS:
+        assert (tmp_path / task / "measurement.json").is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == set(TASK_ARGS)
+    assert all(np.isfinite(v) for task in metrics.values() for row in task.values()
+               for v in row.values())
