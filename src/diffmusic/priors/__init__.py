@@ -14,32 +14,76 @@ class PriorNotFound(ValueError):
     """A prior name or folder that cannot be loaded; the message says how to get it."""
 
 
-PRIOR_NAMES = ("tiny", "gaussian")
+PRIOR_NAMES = ("tiny", "gaussian", "audioldm2", "audioldm2-music", "audioldm2-large",
+               "musicldm")
 DEFAULT_PRIOR = "tiny"
+REPOSITORIES = {"audioldm2": "cvssp/audioldm2-music", "audioldm2-music": "cvssp/audioldm2-music",
+                "audioldm2-large": "cvssp/audioldm2-large", "musicldm": "ucsd-reach/musicldm"}
+"""Hugging Face repositories of the named pretrained priors (``cvssp/audioldm2``: by its id)."""
+FAMILIES = {"AudioLDM2Pipeline": "audioldm2", "MusicLDMPipeline": "musicldm"}
+"""``model_index.json`` ``_class_name`` -> prior family."""
+
+
+def _pretrained(spec: str, device: torch.device, dtype: torch.dtype, offload: bool) -> Prior:
+    """AudioLDM2 / MusicLDM from a folder, a repository id or a name in :data:`REPOSITORIES`."""
+    from diffmusic.priors.hub import family, locate
+
+    folder = locate(REPOSITORIES.get(spec, spec))
+    kind = FAMILIES.get(family(folder))
+    if kind is None:
+        raise PriorNotFound(f"{spec}: {family(folder) or 'unknown'} checkpoints are not supported "
+                            f"(use {' or '.join(FAMILIES)})")
+    name = f"{kind}:{folder}" if Path(spec).exists() else REPOSITORIES.get(spec, spec)
+    if kind == "audioldm2":
+        from diffmusic.priors.audioldm2 import load_audioldm2 as load
+    else:
+        from diffmusic.priors.musicldm import load_musicldm as load
+    return load(folder, name, device, dtype, offload)
 
 
 def load_prior(name: str, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> Prior:
-    """Load a prior by name (``tiny``, ``gaussian``) or from a local folder.
+               dtype: torch.dtype = torch.float32, *, offload: bool = False,
+               compile: bool = False, checkpointing: bool = False) -> Prior:
+    """Load a prior by name, Hugging Face repository id, or checkpoint folder.
+
+    Args:
+        name: ``tiny``, ``gaussian``, ``audioldm2`` (= ``audioldm2-music``),
+            ``audioldm2-large``, ``musicldm``, a repository id such as ``cvssp/audioldm2``, or a
+            folder in the diffusers layout (family read from ``model_index.json``).
+        device: Device of the networks.
+        dtype: Parameter dtype (``float16``/``bfloat16`` on GPUs; guidance math stays float32).
+        offload: Keep text encoders on the CPU except while encoding prompts.
+        compile: Wrap the UNet in ``torch.compile`` (opt-in; first steps are slow).
+        checkpointing: Gradient checkpointing in the UNet and VAE (less memory for the
+            backward passes of the guided samplers, some recomputation).
 
     Raises:
-        PriorNotFound: Unknown names and folders that are not a prior.
+        PriorNotFound: Unknown names, folders that are not a prior, repositories that are
+            neither cached nor downloadable (one line saying how to get them).
     """
+    device = torch.device(device)
     if name == "tiny":
         from diffmusic.priors.tiny import tiny_prior
 
         prior = tiny_prior()
         for module in (prior.unet, prior.vae, prior.vocoder):
             module.to(device=device, dtype=dtype)
-        prior.device, prior.dtype = torch.device(device), dtype
-        return prior
-    if name == "gaussian":
+        prior.device, prior.dtype = device, dtype
+    elif name == "gaussian":
         return GaussianPrior()
-    if Path(name).exists():
-        raise PriorNotFound(f"{name}: loading a prior from a folder is not supported yet")
-    raise PriorNotFound(f"unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)} "
-                        "or give a folder")
+    elif name in REPOSITORIES or Path(name).exists() or "/" in name:
+        prior = _pretrained(name, device, dtype, offload)
+    else:
+        raise PriorNotFound(f"unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}, "
+                            "a Hugging Face repository id or a folder")
+    if checkpointing:
+        for module in (prior.unet, prior.vae):
+            if getattr(module, "_supports_gradient_checkpointing", False):
+                module.enable_gradient_checkpointing()
+    if compile:
+        prior.unet = torch.compile(prior.unet)
+    return prior
 
 
 __all__ = ["DEFAULT_PRIOR", "PRIOR_NAMES", "Condition", "GaussianPrior", "Prior",
-           "PriorNotFound", "load_prior"]
+           "PriorNotFound", "REPOSITORIES", "load_prior"]

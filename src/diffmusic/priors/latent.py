@@ -31,7 +31,29 @@ class GuidedCondition:
     scale: float = 1.0
 
 
+MASKS = {"encoder_hidden_states": "encoder_attention_mask",
+         "encoder_hidden_states_1": "encoder_attention_mask_1"}
+"""Sequence inputs of the UNets and the attention mask that says which of their tokens count."""
+
+
+def _pad_tokens(kwargs: UnetKwargs, states: str, length: int) -> UnetKwargs:
+    """Pad the masked sequence input ``states`` ``(B, L, D)`` with ignored tokens to ``length``."""
+    extra = length - kwargs[states].shape[1]
+    if extra == 0:
+        return kwargs
+    mask = MASKS[states]
+    if mask not in kwargs:
+        raise ValueError(f"cannot pad {states} without {mask}")
+    return {**kwargs, states: nn.functional.pad(kwargs[states], (0, 0, 0, extra)),
+            mask: nn.functional.pad(kwargs[mask], (0, extra))}
+
+
 def _cat_kwargs(a: UnetKwargs, b: UnetKwargs) -> UnetKwargs:
+    """Batch two sets of UNet inputs, padding masked token sequences to a common length."""
+    for states in MASKS:
+        if states in a:
+            length = max(a[states].shape[1], b[states].shape[1])
+            a, b = _pad_tokens(a, states, length), _pad_tokens(b, states, length)
     return {k: torch.cat([a[k], b[k]]) for k in a}
 
 
@@ -48,12 +70,14 @@ class LatentDiffusionPrior(Prior):
         mel: Front-end settings shared by the VAE and the vocoder.
         latent_channels: Channels of the latent.
         downsample: Factor between mel frames/bands and latent height/width.
+        unet_kwargs: Fixed keyword arguments of every UNet call (e.g. MusicLDM's
+            ``encoder_hidden_states=None``).
     """
 
     def __init__(self, name: str, unet: nn.Module, vae: nn.Module, vocoder: nn.Module,
                  alphas_cumprod: Tensor, conditioner: Conditioner | None = None,
                  mel: MelConfig = MelConfig(), latent_channels: int = 8,
-                 downsample: int = 4) -> None:
+                 downsample: int = 4, unet_kwargs: dict | None = None) -> None:
         self.name = name
         self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
         for module in (self.unet, self.vae, self.vocoder):
@@ -65,6 +89,8 @@ class LatentDiffusionPrior(Prior):
         param = next(unet.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.scaling_factor = float(vae.config.scaling_factor)
+        self.unet_kwargs = dict(unet_kwargs or {})
+        self._null: UnetKwargs | None = None
 
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:
         frames = self.mel.frames(num_samples)
@@ -80,17 +106,29 @@ class LatentDiffusionPrior(Prior):
         cond = self.conditioner(list(prompts))
         if guidance_scale == 1.0:
             return GuidedCondition(cond)
-        uncond = self.conditioner([negative_prompt] * len(prompts))
+        if negative_prompt:
+            uncond = self.conditioner([negative_prompt] * len(prompts))
+        else:
+            uncond = self._unconditional(len(prompts))
         return GuidedCondition(cond, uncond, guidance_scale)
 
+    def _unconditional(self, batch: int) -> UnetKwargs:
+        """The empty prompt's UNet inputs for ``batch`` items, encoded once and cached."""
+        if self._null is None:
+            self._null = self.conditioner([None])
+        return {k: v.expand(batch, *v.shape[1:]) for k, v in self._null.items()}
+
     def _unet(self, z: Tensor, t: int, kwargs: UnetKwargs) -> Tensor:
-        kwargs = {k: v.to(self.device, self.dtype) for k, v in kwargs.items()}
+        """One UNet call; inputs cast to the network dtype, the output returned in float32."""
+        kwargs = {k: v.to(self.device, v.dtype if k.endswith("mask") else self.dtype)
+                  for k, v in kwargs.items()}
         step = torch.full((z.shape[0],), t, device=self.device, dtype=torch.long)
-        return self.unet(z.to(self.device, self.dtype), step, **kwargs).sample.float()
+        out = self.unet(z.to(self.device, self.dtype), step, **self.unet_kwargs, **kwargs)
+        return out.sample.float()
 
     def eps(self, z_t: Tensor, t: int, cond: GuidedCondition | None = None) -> Tensor:
         if cond is None and self.conditioner is not None:
-            cond = GuidedCondition(self.conditioner([None] * z_t.shape[0]))
+            cond = GuidedCondition(self._unconditional(z_t.shape[0]))
         if cond is None:
             return self._unet(z_t, t, {})
         if cond.uncond is None:

@@ -1,0 +1,98 @@
+"""Seconds per sampling step and peak memory of full-size AudioLDM2-music and MusicLDM priors.
+
+The UNet, VAE and vocoder have the published architectures (random weights: the real ones cannot
+be downloaded here); the text encoders are one layer deep at the published widths, since they
+run once per restoration and are not part of a step. One 5.12 s clip, inpainting, prompt + CFG.
+
+Usage::
+
+    .venv/bin/python benchmarks/full_size_priors.py --models audioldm2 musicldm --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import time
+
+import torch
+
+from diffmusic.operators import Inpainting
+from diffmusic.priors.audioldm2 import audioldm2_prior
+from diffmusic.priors.musicldm import musicldm_prior
+from diffmusic.priors.tiny_checkpoints import audioldm2_components, musicldm_components
+from diffmusic.restore import restore
+
+BUILDERS = {"audioldm2": (audioldm2_components, audioldm2_prior),
+            "musicldm": (musicldm_components, musicldm_prior)}
+N = 81920
+
+
+def millions(module: torch.nn.Module) -> float:
+    """Parameters in millions."""
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def peak_mb(device: torch.device) -> float:
+    """Peak memory so far: CUDA allocator peak, or the process's max RSS on the CPU (MB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(model: str, steps: int, device: torch.device, dtype: torch.dtype,
+          samplers: list[str], checkpointing: bool = False) -> None:
+    """Build one full-size prior and time sampler steps on one clip."""
+    build, wrap = BUILDERS[model]
+    start = time.perf_counter()
+    prior = wrap(build("full"), f"{model}-full-random", device, dtype)
+    if checkpointing:
+        prior.unet.enable_gradient_checkpointing()
+        prior.vae.enable_gradient_checkpointing()
+    print(f"{model}: built in {time.perf_counter() - start:.1f} s; UNet "
+          f"{millions(prior.unet):.0f}M, VAE {millions(prior.vae):.0f}M, vocoder "
+          f"{millions(prior.vocoder):.0f}M parameters; latent {prior.latent_shape(N)}; "
+          f"RSS/peak {peak_mb(device):.0f} MB", flush=True)
+    op = Inpainting(prior.sample_rate, N, [(2.0, 3.0)])
+    clean = 0.1 * torch.randn(1, N, generator=torch.Generator().manual_seed(0))
+    y = op(clean)
+    for sampler in samplers:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        stamps = [time.perf_counter()]
+        stamp = stamps.append
+        result = restore(prior, op, y, sampler=sampler, steps=steps, seed=0, prompts="piano",
+                         guidance_scale=3.0, callback=lambda _, add=stamp: add(time.perf_counter()))
+        per_step = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
+        first = stamps[1] - stamps[0]
+        print(f"{model} {sampler}: {statistics.median(per_step or [first]):.2f} s/step "
+              f"(median of steps 2..{steps}; first step incl. prompt encoding {first:.2f} s; "
+              f"total {result.record['seconds']:.1f} s); peak memory {peak_mb(device):.0f} MB",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--samplers", nargs="+", default=["diffmusic", "dps"])
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="gradient checkpointing in the UNet and the VAE")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {args.device}, dtype {args.dtype}, "
+          f"gradient checkpointing {args.checkpointing}")
+    for model in args.models:
+        bench(model, args.steps, torch.device(args.device), getattr(torch, args.dtype),
+              args.samplers, args.checkpointing)
+
+
+if __name__ == "__main__":
+    main()
