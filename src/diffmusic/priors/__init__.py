@@ -8,15 +8,16 @@ import torch
 
 from diffmusic.priors.base import Condition, Prior
 from diffmusic.priors.gaussian import GaussianPrior
+from diffmusic.priors.latent import LatentDiffusionPrior
 
 
 class PriorNotFound(ValueError):
     """A prior name or folder that cannot be loaded; the message says how to get it."""
 
 
-PRIOR_NAMES = ("tiny", "gaussian", "audioldm2", "audioldm2-music", "audioldm2-large",
+PRIOR_NAMES = ("embedded", "tiny", "gaussian", "audioldm2", "audioldm2-music", "audioldm2-large",
                "musicldm")
-DEFAULT_PRIOR = "tiny"
+DEFAULT_PRIOR = "embedded"
 REPOSITORIES = {"audioldm2": "cvssp/audioldm2-music", "audioldm2-music": "cvssp/audioldm2-music",
                 "audioldm2-large": "cvssp/audioldm2-large", "musicldm": "ucsd-reach/musicldm"}
 """Hugging Face repositories of the named pretrained priors (``cvssp/audioldm2``: by its id)."""
@@ -39,6 +40,22 @@ def _pretrained(spec: str, device: torch.device, dtype: torch.dtype, offload: bo
     else:
         from diffmusic.priors.musicldm import load_musicldm as load
     return load(folder, name, device, dtype, offload)
+
+
+def _is_embedded_folder(name: str) -> bool:
+    """True for a folder holding an exported embedded model (``config.json`` of that format)."""
+    config = Path(name) / "config.json"
+    return config.is_file() and '"diffmusic-embedded"' in config.read_text()
+
+
+def _moved(prior: LatentDiffusionPrior, device: torch.device,
+           dtype: torch.dtype) -> LatentDiffusionPrior:
+    """``prior`` with its networks on ``device`` in ``dtype`` (no-op casts skipped)."""
+    if (prior.device, prior.dtype) != (device, dtype):
+        for module in (prior.unet, prior.vae, prior.vocoder):
+            module.to(device=device, dtype=dtype)
+        prior.device, prior.dtype = device, dtype
+    return prior
 
 
 def load_prior(name: str, device: str | torch.device = "cpu",
@@ -65,10 +82,15 @@ def load_prior(name: str, device: str | torch.device = "cpu",
     if name == "tiny":
         from diffmusic.priors.tiny import tiny_prior
 
-        prior = tiny_prior()
-        for module in (prior.unet, prior.vae, prior.vocoder):
-            module.to(device=device, dtype=dtype)
-        prior.device, prior.dtype = device, dtype
+        prior = _moved(tiny_prior(), device, dtype)
+    elif name == "embedded" or _is_embedded_folder(name):
+        from diffmusic.priors.embedded import EMBEDDED_DIR, embedded_prior
+
+        try:
+            prior = embedded_prior(EMBEDDED_DIR if name == "embedded" else name)
+        except FileNotFoundError as missing:
+            raise PriorNotFound(str(missing)) from None
+        prior = _moved(prior, device, dtype)
     elif name == "gaussian":
         return GaussianPrior()
     elif name in REPOSITORIES or Path(name).exists() or "/" in name:

@@ -119,8 +119,11 @@ class LatentDiffusionPrior(Prior):
         return {k: v.expand(batch, *v.shape[1:]) for k, v in self._null.items()}
 
     def _unet(self, z: Tensor, t: int, kwargs: UnetKwargs) -> Tensor:
-        """One UNet call; inputs cast to the network dtype, the output returned in float32."""
-        kwargs = {k: v.to(self.device, v.dtype if k.endswith("mask") else self.dtype)
+        """One UNet call; float inputs cast to the network dtype, the output returned in float32.
+
+        Integer inputs (attention masks, class labels) keep their dtype.
+        """
+        kwargs = {k: v.to(self.device, self.dtype if v.is_floating_point() else v.dtype)
                   for k, v in kwargs.items()}
         step = torch.full((z.shape[0],), t, device=self.device, dtype=torch.long)
         out = self.unet(z.to(self.device, self.dtype), step, **self.unet_kwargs, **kwargs)
