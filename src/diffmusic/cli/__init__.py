@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from diffmusic.cli import bench, degrade, demo, restore
+from diffmusic.cli import bench, degrade, demo, detect_gaps, restore
 from diffmusic.cli.errors import CliError
 
 USER_ERRORS = (CliError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars or messages on stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (degrade, restore, demo, bench):
+    for module in (degrade, restore, detect_gaps, demo, bench):
         module.add_parser(subparsers, common)
     return parser
 

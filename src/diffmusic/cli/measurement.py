@@ -52,6 +52,41 @@ def zeros_input(operator: Operator, length: int) -> Tensor:
     return torch.zeros((1, length) if k == 1 else (1, k, length))
 
 
+def measurement_shape(operator: Operator) -> tuple[int, ...]:
+    """Shape of one of ``operator``'s measurements without the batch axis, ``(..., M)``."""
+    with torch.no_grad():
+        return tuple(operator(zeros_input(operator, operator.num_samples)).shape[1:])
+
+
+def check_complete(path: Path) -> None:
+    """Refuse a WAV file whose data chunk is cut short (libsndfile reads the rest silently).
+
+    Raises:
+        CliError: The file's data chunk claims more bytes than the file holds.
+    """
+    if not path.is_file():
+        return
+    try:
+        with open(path, "rb") as file:
+            header = file.read(12)
+            if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return
+            size = path.stat().st_size
+            while True:
+                chunk = file.read(8)
+                if len(chunk) < 8:
+                    return
+                name, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"data":
+                    if length != 0xFFFFFFFF and file.tell() + length > size:
+                        raise CliError(f"{path}: truncated WAV file (its data chunk claims "
+                                       f"{length} bytes, {size - file.tell()} are present)")
+                    return
+                file.seek(length + (length & 1), 1)
+    except OSError as error:
+        raise CliError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
 def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
     """Zero-pad ``y`` (batch of one) to the shape of ``operator``'s measurements.
 

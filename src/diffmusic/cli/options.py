@@ -13,6 +13,7 @@ import torch
 
 from diffmusic.audio import AudioError, load_audio
 from diffmusic.cli.errors import CliError
+from diffmusic.gaps import parse_gap_list
 from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, SuperResolution, make_gaps
 from diffmusic.samplers import SAMPLERS
 
@@ -42,15 +43,13 @@ def padded_length(num_samples: int, multiple: int = LATENT_HOP) -> int:
     return max(1, math.ceil(num_samples / multiple)) * multiple
 
 
-def gap_type(text: str) -> tuple[float, float]:
-    """Parse ``START:END`` in seconds (``--gap 2:3``)."""
+def gap_type(text: str) -> list[tuple[float, float]]:
+    """Parse ``--gap``: ``START-END`` (seconds or ``mm:ss.s``) or ``S:E`` in seconds, several
+    separated by commas (see :mod:`diffmusic.gaps`)."""
     try:
-        start, end = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected START:END in seconds, got {text!r}") from None
-    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
-        raise argparse.ArgumentTypeError(f"gap {text!r} must satisfy 0 <= START < END")
-    return start, end
+        return parse_gap_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def steps_type(text: str) -> int:
@@ -94,8 +93,10 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
     group.add_argument("--task", choices=TASKS, required=task_required,
                        help="restoration task" + ("" if task_required else
                                                   " (restoring a file instead of a folder)"))
-    group.add_argument("--gap", dest="gaps", metavar="S:E", type=gap_type, action="append",
-                       help="inpainting: a gap in seconds, repeatable (default 2:3)")
+    group.add_argument("--gap", dest="gaps", metavar="START-END", type=gap_type,
+                       action="extend",
+                       help="inpainting: gaps as START-END in seconds or mm:ss.s (or S:E in "
+                            "seconds), comma-separated, repeatable (default 2:3)")
     group.add_argument("--mask-type", choices=MASK_TYPES,
                        help="inpainting: box (the --gap list), random (30%% in 0.1 s holes) or "
                             "periodic (0.1 s every 1 s); default box")

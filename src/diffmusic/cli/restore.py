@@ -13,31 +13,34 @@ from pathlib import Path
 import torch
 
 from diffmusic.audio import save_audio
+from diffmusic.cli.batch import Job, audio_outputs, plan_jobs
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import (
-    Measurement,
-    load_measurement,
-    pad_measurement,
-    read_measurement,
-)
+from diffmusic.cli.measurement import MEASUREMENT_JSON, Measurement, read_measurement
 from diffmusic.cli.options import (
-    SAMPLE_RATE,
     TASK_OPTIONS,
     OperatorOptions,
     add_operator_options,
     add_sampler_options,
-    build_operator,
+    positive_float,
     refuse_overwrite,
     restore_settings,
 )
 from diffmusic.cli.progress import step_progress
-from diffmusic.operators import Operator
+from diffmusic.cli.recording import (
+    CHANNEL_MODES,
+    WindowSettings,
+    finish,
+    read_recording,
+    recording_gaps,
+    restore_recording,
+)
+from diffmusic.gaps import read_labels
+from diffmusic.operators import STEMS, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
 from diffmusic.report import write_json
 from diffmusic.restore import Restoration, restore
 
 DEFAULT_STEPS = 50
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def package_version() -> str:
@@ -56,26 +59,38 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "INPUT whose degradation --task and its options describe. Writes OUT (a wav; "
                     "for source_separation a folder with one wav per source) and its record "
                     "OUT.json (OUT/restore.json for a folder).")
-    parser.add_argument("input", type=Path, metavar="MEAS_DIR|INPUT",
-                        help="measurement folder, or an audio file (.npy magnitude for "
-                             "phase_retrieval) with --task")
+    parser.add_argument("input", type=Path, nargs="+", metavar="MEAS_DIR|INPUT",
+                        help="measurement folder, or audio files or folders of them (.npy "
+                             "magnitudes for phase_retrieval) with --task")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                        help="restored .wav/.flac, or a folder for source_separation")
+                        help="restored .wav/.flac, a folder for source_separation, or the "
+                             "folder that mirrors several inputs")
     add_operator_options(parser, task_required=False, sources=True)
+    group = parser.add_argument_group("recording options (restoring files with --task)")
+    group.add_argument("--mask", dest="mask_file", type=Path, metavar="FILE",
+                       help="inpainting: gaps from a label file (start<TAB>end<TAB>label in "
+                            "seconds, as Audacity exports; see diffmusic detect-gaps)")
+    group.add_argument("--segment", type=positive_float, metavar="SEC",
+                       help="window length in seconds (default: the prior's window)")
+    group.add_argument("--overlap", type=float, default=0.5, metavar="SEC",
+                       help="overlap of neighbouring windows, and the context kept around "
+                            "inpainting gaps, in seconds (default 0.5)")
+    group.add_argument("--channels", choices=CHANNEL_MODES, default="independent",
+                       help="restore each channel, or mid and side of a stereo file "
+                            "(default independent)")
+    group.add_argument("--out-rate", type=int, metavar="HZ",
+                       help="output sample rate (default: the input's; the prior's for "
+                            "super_resolution and phase_retrieval)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="restore files of a batch whose output already exists")
     add_sampler_options(parser, steps=DEFAULT_STEPS)
     parser.set_defaults(run=run)
 
 
 def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
     """The audio files and the JSON record a restoration writes for ``-o out``."""
-    if operator.num_sources == 1:
-        if out.suffix.lower() not in AUDIO_SUFFIXES or out.is_dir():
-            raise CliError(f"-o {out}: give a .wav or .flac file name")
-        return [out], out.with_suffix(".json")
-    if out.suffix.lower() in AUDIO_SUFFIXES or out.is_file():
-        raise CliError(f"-o {out}: source separation writes a folder with one wav per source; "
-                       "give a folder name")
-    return [out / f"{name}.wav" for name in operator.sources], out / "restore.json"
+    return audio_outputs(getattr(operator, "sources", None) if operator.num_sources > 1
+                         else None, out)
 
 
 @functools.lru_cache(maxsize=2)
@@ -103,6 +118,26 @@ def check_prior(measurement: Measurement, prior: Prior) -> None:
                        "recording into clips (diffmusic degrade --duration)")
 
 
+def write_outputs(audio_paths: list[Path], waves: list[torch.Tensor], rate: int, json_path: Path,
+                  record: dict) -> None:
+    """Write the audio files, then the record, each atomically; on failure (a full disk...)
+    remove what this call wrote, so that no partial restoration is left behind.
+
+    Raises:
+        CliError: A file could not be written.
+    """
+    written: list[Path] = []
+    try:
+        for path, wave in zip(audio_paths, waves, strict=True):
+            written.append(save_audio(path, wave, rate))
+        written.append(write_json(json_path, record))
+    except OSError as error:
+        for path in written:
+            path.unlink(missing_ok=True)
+        target = audio_paths[len(written)] if len(written) < len(audio_paths) else json_path
+        raise CliError(f"cannot write {target}: {error.strerror or error}") from None
+
+
 def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, out: Path,
                         quiet: bool = False) -> tuple[Restoration, dict]:
     """Restore ``measurement`` and write the audio and the JSON record for ``-o out``.
@@ -126,54 +161,143 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
         result = restore(prior, operator, measurement.y.to(prior.device), callback=callback,
                          **settings)
     wave = result.wave[0, ..., : measurement.length].cpu()
-    for k, path in enumerate(audio_paths):
-        save_audio(path, wave if operator.num_sources == 1 else wave[k:k + 1],
-                   operator.sample_rate)
+    waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
+                                                      range(operator.num_sources)]
     record = {**result.record, "diffmusic_version": package_version(),
               "measurement": str(measurement.origin), "output": [str(p) for p in audio_paths],
               "sample_rate": operator.sample_rate, "length": measurement.length,
               "padded_length": operator.num_samples,
               "seconds_total": time.perf_counter() - start}
-    write_json(json_path, record)
+    write_outputs(audio_paths, waves, operator.sample_rate, json_path, record)
     return result, record
 
 
-def measurement_from_args(args: argparse.Namespace) -> Measurement:
-    """The measurement ``restore`` was given: a folder, or a file plus operator options."""
-    source: Path = args.input
-    given = [flag for attr, (flag, _) in TASK_OPTIONS.items() if getattr(args, attr) is not None]
-    if source.is_dir():
-        if args.task or given:
-            flag = "--task" if args.task else given[0]
-            raise CliError(f"{flag}: {source} is a measurement folder; its operator comes from "
-                           "its measurement.json")
-        return read_measurement(source)
-    if args.task is None:
-        if not source.exists():
-            raise CliError(f"{source}: no such file or folder")
-        raise CliError(f"{source}: give --task to restore a file (or give a measurement folder "
-                       "written by diffmusic degrade)")
-    options = OperatorOptions.from_args(args)
-    y, length = load_measurement(source, options.task, options.measurement_rate(SAMPLE_RATE),
-                                 SAMPLE_RATE)
-    operator = build_operator(options, length)
-    inputs = [source] + ([options.rir] if options.rir else [])
-    return Measurement(operator, pad_measurement(operator, y, source), length, source, inputs)
+def check_prompts(settings: dict, sources: int) -> None:
+    """Refuse a number of ``--prompt`` that is neither one nor one per source."""
+    if isinstance(settings["prompts"], list) and len(settings["prompts"]) != sources:
+        raise CliError(f"--prompt given {len(settings['prompts'])} times for {sources} "
+                       "source(s); give it once, or once per source")
+
+
+def operator_options(args: argparse.Namespace) -> OperatorOptions:
+    """The operator options of ``restore --task``, with the gaps of ``--mask FILE`` added."""
+    if args.mask_file is not None:
+        if args.task != "inpainting":
+            raise CliError(f"--mask applies only to --task inpainting, not {args.task}")
+        if args.mask_type not in (None, "box"):
+            raise CliError(f"--mask applies to --mask-type box, not {args.mask_type}")
+        args.gaps = [*(args.gaps or []), *read_labels(args.mask_file)]
+    return OperatorOptions.from_args(args)
+
+
+def job_outputs(options: OperatorOptions, out: Path) -> tuple[list[Path], Path]:
+    """The files a job of ``options`` writes for ``-o out``."""
+    separation = options.task == "source_separation"
+    return audio_outputs((options.sources or list(STEMS)) if separation else None, out)
+
+
+def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
+                 settings: dict) -> dict:
+    """Restore one damaged recording of any length and write its audio and record.
+
+    Returns:
+        The record written next to the audio.
+    """
+    audio_paths, json_path = job_outputs(options, job.out)
+    prior = cached_prior(args.prior or DEFAULT_PRIOR, args.device)
+    windows = WindowSettings(args.segment, args.overlap)
+    recording = read_recording(job.source, options, prior.sample_rate, args.channels)
+    gaps = recording_gaps(options, recording) if options.task == "inpainting" else None
+    start = time.perf_counter()
+    restored, record = restore_recording(recording, options, prior, settings, windows, gaps,
+                                         args.quiet)
+    keeps_rate = recording.original is not None and options.task != "super_resolution"
+    out_rate = args.out_rate or (recording.rate if keeps_rate else prior.sample_rate)
+    wave = finish(restored, recording, prior.sample_rate, out_rate, gaps, settings["project"])
+    waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
+    record |= {"diffmusic_version": package_version(), "input": str(job.source),
+               "output": [str(p) for p in audio_paths], "sample_rate": out_rate,
+               "input_rate": recording.rate, "channels": wave.shape[0],
+               "channel_mode": "mid-side" if recording.mid_side else "independent",
+               "length": wave.shape[-1],
+               "padded_length": record["windows"][0]["length"] if record["windows"] else 0,
+               "seconds_total": time.perf_counter() - start}
+    write_outputs(audio_paths, waves, out_rate, json_path, record)
+    return record
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """``restore INPUT... --task TASK``: files of any length, or folders mirrored under ``-o``."""
+    options = operator_options(args)
+    jobs, batch = plan_jobs(args.input, args.output, options.task == "source_separation")
+    for job in jobs:
+        audio_paths, json_path = job_outputs(options, job.out)
+        inputs = [job.source] + ([options.rir] if options.rir else [])
+        refuse_overwrite([*audio_paths, json_path], inputs)
+        if args.mask_file is not None:
+            refuse_overwrite([*audio_paths, json_path], [args.mask_file])
+    settings = restore_settings(args)
+    sources = len(options.sources or STEMS) if options.task == "source_separation" else 1
+    check_prompts(settings, sources)
+    if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
+        raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
+    WindowSettings(args.segment, args.overlap).samples(cached_prior(args.prior or DEFAULT_PRIOR,
+                                                                    args.device))
+    failures = 0
+    for job in jobs:
+        if batch and not args.overwrite and job_outputs(options, job.out)[1].exists():
+            if not args.quiet:
+                print(f"diffmusic: {job.out} exists, skipped (--overwrite to redo)",
+                      file=sys.stderr)
+            continue
+        try:
+            record = restore_file(job, options, args, settings)
+        except (CliError, ValueError) as error:
+            if not batch:
+                raise
+            failures += 1
+            print(f"diffmusic: error: {' '.join(str(error).split())}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"diffmusic: wrote {job.out} ({len(record['windows'])} window(s), "
+                  f"{record['seconds_total']:.1f} s)", file=sys.stderr)
+    return 2 if failures else 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``diffmusic restore``."""
+    folder = args.input[0]
+    if args.task is not None and not (folder.is_dir() and (folder / MEASUREMENT_JSON).exists()):
+        return run_files(args)
+    if len(args.input) > 1:
+        raise CliError("several inputs need --task (measurement folders are restored one at a "
+                       "time)")
     measurement = measurement_from_args(args)
     audio_paths, json_path = output_paths(measurement.operator, args.output)
     refuse_overwrite([*audio_paths, json_path], measurement.inputs)
     settings = restore_settings(args)
     sources = measurement.operator.num_sources
-    if isinstance(settings["prompts"], list) and len(settings["prompts"]) != sources:
-        raise CliError(f"--prompt given {len(settings['prompts'])} times for {sources} "
-                       "source(s); give it once, or once per source")
+    check_prompts(settings, sources)
     prior = cached_prior(args.prior or DEFAULT_PRIOR, args.device)
     _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet)
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
               f"{record['seconds_total']:.1f} s)", file=sys.stderr)
     return 0
+
+
+def measurement_from_args(args: argparse.Namespace) -> Measurement:
+    """The measurement folder ``restore`` was given (without --task)."""
+    source: Path = args.input[0]
+    given = [flag for attr, (flag, _) in TASK_OPTIONS.items() if getattr(args, attr) is not None]
+    given += ["--mask"] if args.mask_file is not None else []
+    if source.is_dir():
+        if args.task or given:
+            flag = "--task" if args.task else given[0]
+            raise CliError(f"{flag}: {source} is a measurement folder; its operator comes from "
+                           "its measurement.json")
+        return read_measurement(source)
+    if not source.exists():
+        raise CliError(f"{source}: no such file or folder")
+    raise CliError(f"{source}: give --task to restore a file (or give a measurement folder "
+                   "written by diffmusic degrade)")
