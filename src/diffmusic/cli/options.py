@@ -123,9 +123,12 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     group.add_argument("--steps", type=steps_type, default=steps,
                        help=f"sampling steps, at least 2 (default {steps})")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    group.add_argument("--prompt", action="append", metavar="TEXT",
-                       help="text prompt; once for all sources or once per source "
-                            "(default: the source names for separation, none otherwise)")
+    group.add_argument("--prompt", action="append", metavar="TEXT|SOURCE=TEXT|FILE.json",
+                       help="text prompt (class name for the embedded prior): once for all "
+                            "sources, SOURCE=TEXT per source, or a JSON file (default: the "
+                            "source names for separation, none otherwise)")
+    group.add_argument("--negative-prompt", metavar="TEXT",
+                       help="prompt of the unconditional branch of classifier-free guidance")
     group.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
                        help="classifier-free guidance scale (default 1: no guidance)")
     group.add_argument("--gamma", type=positive_float, metavar="G",
@@ -135,6 +138,13 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                        help="skip the measurement-consistency projection (the paper's raw output)")
     group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="where the prior runs (default cpu)")
+    group.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                       help="parameter dtype of the prior's networks; guidance math stays "
+                            "float32 (default float32)")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the UNet (slow first steps, faster later ones)")
+    group.add_argument("--checkpointing", action="store_true",
+                       help="gradient checkpointing in the UNet and VAE (less memory)")
 
 
 def restore_settings(args: argparse.Namespace) -> dict:
@@ -143,8 +153,7 @@ def restore_settings(args: argparse.Namespace) -> dict:
         raise CliError(f"--cfg must be a number >= 0, got {args.cfg}")
     settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
                 "guidance_scale": args.cfg, "project": args.projection,
-                "prompts": args.prompt[0] if args.prompt and len(args.prompt) == 1
-                else args.prompt}
+                "prompts": args.prompt, "negative_prompt": args.negative_prompt}
     if args.gamma is not None:
         if args.sampler not in STEP_SIZE_PARAMETER:
             raise CliError(f"--gamma: the {args.sampler} sampler takes no guidance step size")

@@ -37,6 +37,7 @@ from diffmusic.cli.recording import (
 from diffmusic.gaps import read_labels
 from diffmusic.operators import STEMS, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
+from diffmusic.priors.prompts import parse_prompts
 from diffmusic.report import write_json
 from diffmusic.restore import Restoration, restore
 
@@ -94,14 +95,16 @@ def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
 
 
 @functools.lru_cache(maxsize=2)
-def cached_prior(name: str, device: str = "cpu") -> Prior:
+def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile: bool = False,
+                 checkpointing: bool = False) -> Prior:
     """Load a prior once per process (loading builds or reads the whole model)."""
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: CUDA is not available on this machine")
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # diffusers warns about an empty list of fp32 modules
     try:
-        return load_prior(name, device)
+        return load_prior(name, device, getattr(torch, dtype), compile=compile,
+                          checkpointing=checkpointing)
     finally:
         logging.disable(previous)
 
@@ -172,11 +175,18 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
     return result, record
 
 
-def check_prompts(settings: dict, sources: int) -> None:
-    """Refuse a number of ``--prompt`` that is neither one nor one per source."""
-    if isinstance(settings["prompts"], list) and len(settings["prompts"]) != sources:
-        raise CliError(f"--prompt given {len(settings['prompts'])} times for {sources} "
-                       "source(s); give it once, or once per source")
+def resolve_prompts(settings: dict, sources: list[str] | None) -> None:
+    """Turn the raw ``--prompt`` values in ``settings`` into ``restore``'s ``prompts``."""
+    try:
+        settings["prompts"] = parse_prompts(settings["prompts"], sources)
+    except ValueError as error:
+        raise CliError(f"--prompt: {error}") from None
+
+
+def prior_from_args(args: argparse.Namespace) -> Prior:
+    """The prior the sampling options name, loaded once per process."""
+    return cached_prior(args.prior or DEFAULT_PRIOR, args.device, args.dtype, args.compile,
+                        args.checkpointing)
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
@@ -204,7 +214,7 @@ def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
         The record written next to the audio.
     """
     audio_paths, json_path = job_outputs(options, job.out)
-    prior = cached_prior(args.prior or DEFAULT_PRIOR, args.device)
+    prior = prior_from_args(args)
     windows = WindowSettings(args.segment, args.overlap)
     recording = read_recording(job.source, options, prior.sample_rate, args.channels)
     gaps = recording_gaps(options, recording) if options.task == "inpainting" else None
@@ -237,12 +247,11 @@ def run_files(args: argparse.Namespace) -> int:
         if args.mask_file is not None:
             refuse_overwrite([*audio_paths, json_path], [args.mask_file])
     settings = restore_settings(args)
-    sources = len(options.sources or STEMS) if options.task == "source_separation" else 1
-    check_prompts(settings, sources)
+    separation = options.task == "source_separation"
+    resolve_prompts(settings, list(options.sources or STEMS) if separation else None)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
-    WindowSettings(args.segment, args.overlap).samples(cached_prior(args.prior or DEFAULT_PRIOR,
-                                                                    args.device))
+    WindowSettings(args.segment, args.overlap).samples(prior_from_args(args))
     failures = 0
     for job in jobs:
         if batch and not args.overwrite and job_outputs(options, job.out)[1].exists():
@@ -276,9 +285,9 @@ def run(args: argparse.Namespace) -> int:
     audio_paths, json_path = output_paths(measurement.operator, args.output)
     refuse_overwrite([*audio_paths, json_path], measurement.inputs)
     settings = restore_settings(args)
-    sources = measurement.operator.num_sources
-    check_prompts(settings, sources)
-    prior = cached_prior(args.prior or DEFAULT_PRIOR, args.device)
+    operator = measurement.operator
+    resolve_prompts(settings, operator.sources if operator.num_sources > 1 else None)
+    prior = prior_from_args(args)
     _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet)
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
