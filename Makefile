@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(PIP) --quiet torch==2.13.0
 	$(PIP) --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps musicnn==0.1.0  # TF1 checkpoints for FAD-musicnn; read without TensorFlow
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,184 @@
+"""The benchmark: clip rule, jobs, the resumable store, scoring, tables and a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from diffmusic.bench.datasets import audio_clips, stem_clips, window_start
+from diffmusic.bench.jobs import group, plan
+from diffmusic.bench.run import make_operator, score
+from diffmusic.bench.store import Store
+from diffmusic.bench.tables import write_tables
+
+RATE = 16000
+CLIP = 1.28
+N = 20480
+
+
+def _write(path: Path, wave: torch.Tensor, rate: int = RATE, subtype: str = "PCM_16") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave.numpy(), rate, subtype=subtype)
+
+
+def _noise(seed: int, shape: int | tuple[int, ...]) -> torch.Tensor:
+    return 0.1 * torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_window_starts_at_the_offset_or_centres_a_short_track() -> None:
+    assert window_start(200.0, 5.12) == 30.0
+    assert window_start(10.0, 5.12) == pytest.approx(2.44)
+    assert window_start(3.0, 5.12) == 0.0
+
+
+def test_audio_clips_resample_downmix_and_cut_the_window(tmp_path: Path) -> None:
+    _write(tmp_path / "b.wav", _noise(0, (44100 * 3, 2)), 44100)
+    _write(tmp_path / "a.wav", _noise(1, RATE * 32), subtype="FLOAT")
+    clips = audio_clips(tmp_path, seconds=CLIP)
+    assert [c.name for c in clips] == ["a", "b"]
+    assert all(c.wave.shape == (N,) for c in clips)
+    assert clips[0].start == 30.0 and clips[1].start == pytest.approx((3 - CLIP) / 2)
+    expected = _noise(1, RATE * 32)[30 * RATE: 30 * RATE + N]
+    assert torch.allclose(clips[0].wave, expected, atol=1e-6)
+    assert len(audio_clips(tmp_path, seconds=CLIP, limit=1)) == 1
+
+
+def test_stem_clips_skip_songs_missing_a_stem(tmp_path: Path) -> None:
+    for song, stems in (("s1", ("vocals", "drums", "bass", "other")), ("s2", ("vocals",))):
+        for k, stem in enumerate(stems):
+            _write(tmp_path / song / f"{stem}.wav", _noise(k, RATE * 2))
+    clips = stem_clips(tmp_path, seconds=CLIP)
+    assert [c.name for c in clips] == ["s1"]
+    assert clips[0].wave.shape == (4, N)
+    assert clips[0].sources == ("vocals", "drums", "bass", "other")
+
+
+def test_plan_runs_baselines_once_and_pairs_the_raw_diffmusic_run() -> None:
+    jobs = plan({"inpainting": ["c"]}, ["zero_fill", "diffmusic", "diffmusic_raw", "dps"], 2)
+    assert sum(j.method == "zero_fill" for j in jobs) == 1
+    assert len(jobs) == 1 + 3 * 2
+    groups = group(jobs)
+    pairs = [sorted(j.method for j in g) for g in groups if len(g) == 2]
+    assert pairs == [["diffmusic", "diffmusic_raw"]] * 2
+    assert len(groups) == 1 + 2 * 2
+
+
+def test_store_keeps_one_row_per_job(tmp_path: Path) -> None:
+    row = {"clip": "c", "task": "inpainting", "method": "zero_fill", "seed": 0, "lsd": 1.0,
+           "settings": {"x": 1}}
+    with Store(tmp_path / "r.sqlite") as store:
+        assert store.add(row)
+        assert not store.add({**row, "lsd": 2.0})
+        assert store.done() == {("c", "inpainting", "zero_fill", 0)}
+        store.add_embedding(("c", "inpainting", "zero_fill", 0), "e", np.ones((3, 4)))
+        assert store.embeddings("e", "inpainting", "zero_fill")[("c", 0)].shape == (3, 4)
+        store.set_metric("inpainting", "zero_fill", "FAD-e", 0.5, 2, {})
+        lines = write_tables(store, tmp_path)
+    assert lines[0]["lsd"] == 1.0 and lines[0]["FAD-e"] == 0.5
+    assert "| inpainting | zero_fill | 1 | 1.000 |" in (tmp_path / "table.md").read_text()
+
+
+def test_separation_scores_leave_silent_stems_out() -> None:
+    ref = torch.stack([_noise(0, N), _noise(1, N), torch.zeros(N)])
+    clip = type("C", (), {"wave": ref, "sources": ("a", "b", "c")})()
+    op = make_operator("source_separation", clip)
+    y = op(ref[None])[0]
+    row = score(op, ref + 1e-3 * torch.randn(3, N), ref, y)
+    assert row["si_sdr"] > 30 and row["si_sdri"] > 30
+    assert not row["stems"]["c"]["active"] and row["stems"]["a"]["active"]
+
+
+def test_super_resolution_scores_lsd_above_the_low_rate_nyquist() -> None:
+    ref = _noise(3, N)
+    clip = type("C", (), {"wave": ref, "sources": ()})()
+    op = make_operator("super_resolution", clip)
+    row = score(op, op.baseline(op(ref[None]))[0], ref, op(ref[None])[0])
+    assert row["lsd_hf"] > row["lsd"] > 0
+
+
+def _bench(data: Path, out: Path, *options: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "diffmusic.cli", "bench", str(data), "-o", str(out), "-q",
+           "--clip-seconds", str(CLIP), "--steps", "2", "--tasks", "inpainting",
+           "--embedding", "none", "--methods", "zero_fill,context_copy,diffmusic,diffmusic_raw",
+           *options]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+
+
+def _rows(out: Path) -> list[tuple]:
+    path = out / "results.sqlite"
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT clip, task, method, seed FROM results").fetchall()
+    except sqlite3.OperationalError:  # table not created yet
+        return []
+
+
+def test_a_killed_run_resumes_in_two_workers_with_exactly_one_row_per_job(tmp_path: Path) -> None:
+    for i in range(2):
+        _write(tmp_path / "data" / f"clip{i}.wav", _noise(i, RATE * 2))
+    out = tmp_path / "out"
+    proc = _bench(tmp_path / "data", out)
+    deadline = time.monotonic() + 120
+    while not _rows(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    landed = _rows(out)
+    assert 0 < len(landed) < 8, "the kill should land between the first row and the last"
+    proc = _bench(tmp_path / "data", out, "--workers", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    rows = _rows(out)
+    assert len(rows) == len(set(rows)) == 8  # 2 clips x (2 baselines + diffmusic + raw)
+    assert set(landed) <= set(rows)
+    table = (out / "table.md").read_text()
+    assert "diffmusic_raw" in table and (out / "spectrograms_inpainting.png").is_file()
+
+
+def test_tune_picks_a_step_size_on_the_validation_split_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffmusic.bench import tune
+    from diffmusic.bench.main import BenchOptions, bench
+
+    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
+    _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
+    _write(tmp_path / "test" / "t.wav", _noise(6, N // 2))
+    out = tmp_path / "out"
+    bench(BenchOptions(data=tmp_path / "test", out=out, tune_data=tmp_path / "valid",
+                       tasks=["inpainting"], methods=["zero_fill", "mpgd"], steps=2,
+                       clip_seconds=CLIP / 2, embedding="none", quiet=True))
+    tuned = json.loads((out / "tuned.json").read_text())
+    gamma = tuned["per_task"]["inpainting"]["mpgd"]["gamma"]
+    assert gamma in (0.5, 2.0) and set(tuned["scores"]["inpainting"]["mpgd"]) == {"0.5", "2.0"}
+    with Store(out / "results.sqlite") as store:
+        row = next(r for r in store.rows() if r["method"] == "mpgd")
+    assert row["clip"] == "t" and row["settings"]["sampler_settings"]["gamma"] == gamma
+    assert row["settings"]["tuned_on"] == str(tmp_path / "valid")
+    assert str(tmp_path / "valid") in (out / "table.md").read_text()
+
+
+@pytest.mark.skipif(not os.environ.get("DIFFMUSIC_TEST_RAY"),
+                    reason="starts a local Ray instance (minutes on 2 cores); "
+                           "set DIFFMUSIC_TEST_RAY=1")
+def test_ray_fans_out_the_same_jobs_into_the_same_store(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    _write(tmp_path / "data" / "clip.wav", _noise(0, N))
+    cmd = [sys.executable, "-m", "diffmusic.cli", "bench", str(tmp_path / "data"), "-o",
+           str(tmp_path / "out"), "-q", "--clip-seconds", str(CLIP), "--embedding", "none",
+           "--tasks", "inpainting", "--methods", "zero_fill,context_copy", "--ray", "local"]
+    subprocess.run(cmd, check=True, timeout=600)
+    assert sorted(r[2] for r in _rows(tmp_path / "out")) == ["context_copy", "zero_fill"]
