@@ -16,6 +16,7 @@ from diffmusic.bench.run import RunConfig
 from diffmusic.bench.store import Store
 from diffmusic.bench.tables import spectrogram_grids, update_fad, write_tables
 from diffmusic.operators import TASKS
+from diffmusic.priors import DEFAULT_PRIOR
 
 
 @dataclass
@@ -28,7 +29,7 @@ class BenchOptions:
     tasks: list[str] | None = None
     methods: list[str] | None = None
     sources: list[str] | None = None
-    prior: str = "tiny"
+    prior: str = DEFAULT_PRIOR
     steps: int = 50
     seeds: int = 1
     limit: int | None = None

@@ -24,6 +24,7 @@ from diffmusic.operators import (
     SourceSeparation,
     SuperResolution,
 )
+from diffmusic.priors import DEFAULT_PRIOR
 from diffmusic.priors.base import Prior
 
 PAPER_GAP = (2.0 / 5.12, 3.0 / 5.12)
@@ -116,7 +117,7 @@ class RunConfig:
         split: The split the sampler defaults were tuned on, recorded in the settings.
     """
 
-    prior: str = "tiny"
+    prior: str = DEFAULT_PRIOR
     steps: int = 50
     noise_snr: float | None = None
     sampler_kwargs: dict[str, dict[str, dict]] = field(default_factory=dict)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from diffmusic.cli.errors import CliError
+from diffmusic.priors import DEFAULT_PRIOR
 
 
 def _names(text: str) -> list[str]:
@@ -32,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     p.add_argument("--methods", type=_names, help="comma-separated methods (default: all)")
     p.add_argument("--sources", type=_names, default=None,
                    help="stems to separate (default: vocals,drums,bass,other)")
-    p.add_argument("--prior", default="tiny", help="prior name (default: tiny)")
+    p.add_argument("--prior", default=DEFAULT_PRIOR,
+                   help=f"prior name or folder (default: {DEFAULT_PRIOR})")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per diffusion method (default: 1)")
     p.add_argument("--limit", type=int, help="at most this many clips per dataset")
