@@ -1,0 +1,77 @@
+"""``python -m diffmusic.train {vocoder,vae,unet,export,evaluate,all} --data data --runs runs``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+STAGES = {"vocoder": "diffmusic.train.vocoder", "vae": "diffmusic.train.vae",
+          "unet": "diffmusic.train.diffusion"}
+ALL_MINUTES = {"vocoder": 125.0, "vae": 45.0, "unet": 80.0}
+"""Budgets of ``all``: the vocoder runs in a second process while the VAE and then the UNet
+train, one thread each, as the shipped model was trained."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser with one sub-command per stage."""
+    parser = argparse.ArgumentParser(prog="python -m diffmusic.train",
+                                     description="Train and export the embedded music prior.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in STAGES.items():
+        p = sub.add_parser(name, help=f"train the {name} (resumes from RUNS/{name})")
+        p.add_argument("--minutes", type=float, default=ALL_MINUTES[name])
+        p.add_argument("--seed", type=int, default=0)
+        importlib.import_module(module).add_arguments(p)
+    sub.add_parser("export", help="write the EMA weights into the package")
+    p = sub.add_parser("evaluate", help="LSDs on validation clips and seconds per DiffMusic step")
+    p.add_argument("--clips", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("all", help="vocoder (2nd process) alongside vae then unet; export")
+    p.add_argument("--seed", type=int, default=0)
+    for p in sub.choices.values():
+        p.add_argument("--data", type=Path, default=Path("data"))
+        p.add_argument("--runs", type=Path, default=Path("runs"))
+        p.add_argument("--out", type=Path, default=None,
+                       help="export folder (default: the package's assets/embedded)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    from diffmusic.train import export
+
+    if args.command in STAGES:
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "out")}
+        importlib.import_module(STAGES[args.command]).run(**options)
+    elif args.command == "export":
+        export.export(args.runs, args.out)
+    elif args.command == "evaluate":
+        from diffmusic.train import evaluate
+
+        evaluate.main(args.data, args.runs, args.out, args.clips, args.threads)
+    else:
+        train_all(args.data, args.runs, args.out, args.seed)
+
+
+def train_all(data: Path, runs: Path, out: Path | None, seed: int) -> None:
+    """Vocoder in a subprocess; VAE, then noise predictor here; export after each stage."""
+    from diffmusic.train import diffusion, export, vae
+
+    common = ["--data", str(data), "--runs", str(runs), "--seed", str(seed)]
+    vocoder = subprocess.Popen([sys.executable, "-m", "diffmusic.train", "vocoder", *common,
+                                "--minutes", str(ALL_MINUTES["vocoder"])])
+    vae.run(data, runs, ALL_MINUTES["vae"], seed=seed)
+    export.export(runs, out)
+    diffusion.run(data, runs, ALL_MINUTES["unet"], seed=seed)
+    export.export(runs, out)
+    if vocoder.wait() != 0:
+        raise SystemExit("vocoder stage failed")
+    export.export(runs, out)
+
+
+if __name__ == "__main__":
+    main()

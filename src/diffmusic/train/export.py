@@ -1,0 +1,151 @@
+"""Export the trained stages into ``diffmusic/assets/embedded`` and load them back.
+
+Files written (safetensors only, no pickles)::
+
+    vocoder.safetensors   VocosVocoder, float32
+    vae.safetensors       diffusers AutoencoderKL, float32 (the copy the noise predictor saw)
+    unet.safetensors      diffusers UNet2DModel, float16 (cast to float32 when loading)
+    config.json           every architecture, the latent scaling, the schedule, mel, classes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DModel
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+import diffmusic
+from diffmusic.dsp import MelConfig
+from diffmusic.priors.vocos import VocosConfig, VocosVocoder
+from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
+from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG, alphas_cumprod, build_unet
+from diffmusic.train.loop import Checkpoint
+from diffmusic.train.vae import VAE_CONFIG, build_vae
+from diffmusic.train.vocoder import VOCODER_CONFIG
+
+EMBEDDED = Path(diffmusic.__file__).parent / "assets" / "embedded"
+"""Where the shipped weights live."""
+
+FORMAT = "diffmusic-embedded"
+
+
+def _save(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype) -> None:
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.to(dtype).contiguous() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _stage_info(run_dir: Path) -> dict:
+    state = Checkpoint(run_dir).state()
+    return {"steps": state.get("step", 0), "train_seconds": round(state.get("seconds", 0.0)),
+            "batch": state.get("batch")}
+
+
+def export(runs: Path, out: Path | None = None) -> dict:
+    """Write whatever stages have a checkpoint into ``out`` (default: :data:`EMBEDDED`).
+
+    Args:
+        runs: Runs root with ``vocoder/``, ``vae/`` and ``unet/``.
+        out: Destination folder.
+
+    Returns:
+        The ``config.json`` content.
+    """
+    runs, out = Path(runs), Path(out or EMBEDDED)
+    out.mkdir(parents=True, exist_ok=True)
+    config: dict = {
+        "format": FORMAT, "version": 1, "sample_rate": 16000, "mel": MelConfig().to_dict(),
+        "window_samples": 81920, "latent_shape": [8, 128, 16], "classes": list(CLASSES),
+        "class_embed_index": {"unconditional": UNCONDITIONAL,
+                              **{name: k + 1 for k, name in enumerate(CLASSES)}},
+        "schedule": SCHEDULE,
+    }
+    if Checkpoint(runs / "vocoder").exists():
+        _save(Checkpoint(runs / "vocoder").weights("vocoder"), out / "vocoder.safetensors",
+              torch.float32)
+        config["vocoder"] = {"class": "diffmusic.priors.vocos.VocosVocoder",
+                             "file": "vocoder.safetensors", "dtype": "float32",
+                             "config": VOCODER_CONFIG.to_dict(), **_stage_info(runs / "vocoder")}
+    latent = runs / "unet" / "latent.json"
+    stats = json.loads(latent.read_text()) if latent.exists() else None
+    if stats is not None and Checkpoint(runs / "unet").exists():
+        _save(Checkpoint(runs / "unet").weights("unet"), out / "unet.safetensors", torch.float16)
+        config["scaling_factor"] = stats["scaling_factor"]
+        config["unet"] = {"class": "diffusers.UNet2DModel", "file": "unet.safetensors",
+                          "dtype": "float16", "config": UNET_CONFIG, "latent_stats": stats,
+                          "class_labels": "class_labels = class_embed_index[name]",
+                          **_stage_info(runs / "unet")}
+    frozen = runs / "unet" / "vae.safetensors"
+    if frozen.exists() or Checkpoint(runs / "vae").exists():
+        weights = (load_file(str(frozen)) if frozen.exists()
+                   else Checkpoint(runs / "vae").weights("vae"))
+        _save(weights, out / "vae.safetensors", torch.float32)
+        vae_config = dict(VAE_CONFIG)
+        if "scaling_factor" in config:
+            vae_config["scaling_factor"] = config["scaling_factor"]
+        config["vae"] = {"class": "diffusers.AutoencoderKL", "file": "vae.safetensors",
+                         "dtype": "float32", "config": vae_config,
+                         "input": "log-mel as (B, 1, frames, 64); latent (B, 8, frames/4, 16)",
+                         **_stage_info(runs / "vae")}
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=1))
+    os.replace(tmp, out / "config.json")
+    sizes = {p.name: p.stat().st_size for p in out.glob("*.safetensors")}
+    print(f"exported to {out}: {sizes} ({sum(sizes.values()) / 1e6:.1f} MB)", flush=True)
+    return config
+
+
+@dataclass
+class EmbeddedModels:
+    """The networks of the embedded prior, float32, in eval mode, gradients off.
+
+    Attributes:
+        config: Content of ``config.json``.
+        vocoder: Log-mel ``(B, T, 64)`` -> waveform ``(B, 160 T)``.
+        vae: ``AutoencoderKL``; images are log-mels ``(B, 1, T, 64)``.
+        unet: Noise predictor ``(z_t, t, class_labels)``, or ``None`` when not exported yet.
+        alphas_cumprod: Training schedule, shape ``(1000,)``, float64.
+        scaling_factor: Multiply VAE latents by this before diffusion (``None`` without UNet).
+    """
+
+    config: dict
+    vocoder: VocosVocoder
+    vae: AutoencoderKL
+    unet: UNet2DModel | None
+    alphas_cumprod: Tensor
+    scaling_factor: float | None
+
+
+def _ready(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
+    module.load_state_dict({k: v.float() for k, v in state.items()})
+    return module.eval().requires_grad_(False)
+
+
+def load_embedded(folder: Path | None = None) -> EmbeddedModels:
+    """Load what :func:`export` wrote.
+
+    Raises:
+        FileNotFoundError: When ``config.json`` or a required weight file is missing (with the
+            command that creates them).
+    """
+    folder = Path(folder or EMBEDDED)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"no embedded model in {folder}; train and export it with "
+                                "`make train` (python -m diffmusic.train all)")
+    config = json.loads((folder / "config.json").read_text())
+    vocoder = _ready(VocosVocoder(VocosConfig(**config["vocoder"]["config"])),
+                     load_file(str(folder / "vocoder.safetensors")))
+    vae = _ready(build_vae(config["vae"]["config"]), load_file(str(folder / "vae.safetensors")))
+    unet = None
+    if "unet" in config:
+        unet = _ready(build_unet(config["unet"]["config"]),
+                      load_file(str(folder / "unet.safetensors")))
+    return EmbeddedModels(config, vocoder, vae, unet, alphas_cumprod(config["schedule"]),
+                          config.get("scaling_factor"))
