@@ -1,5 +1,7 @@
 """Shared fixtures: short music-like test signals at 16 kHz."""
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from signals import music_like
@@ -15,3 +17,13 @@ def clips() -> torch.Tensor:
 def stems() -> torch.Tensor:
     """Two songs of four music-like stems, ``(2, 4, N)``."""
     return torch.stack([torch.stack([music_like(10 * s + k) for k in range(4)]) for s in range(2)])
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for modules of tiny models: on a busy 2-core machine two threads
+    spin-wait on each other and such a module runs several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -32,13 +32,7 @@ OPERATORS = {
 RUNS = list(zip(["diffmusic", "dps", "dsg", "mpgd", "ddim"], OPERATORS, strict=True))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run much faster on one thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
