@@ -126,8 +126,35 @@ def diffusion_losses(unet: UNet2DModel, z0: Tensor, labels: Tensor, abar: Tensor
     return {"mse": mse, "loss": mse}
 
 
+def warm_start(runs: Path, folder: Path) -> tuple[dict[str, Tensor], dict]:
+    """Seed a new ``runs/unet`` from an exported model (e.g. the shipped one).
+
+    Writes its VAE as the frozen VAE and its latent statistics as ``latent.json``, so training
+    continues in the exported latent space.
+
+    Returns:
+        The exported UNet's weights (float32) and ``{"from", "steps", "train_seconds"}``.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no exported UNet.
+    """
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if "unet" not in config:
+        raise FileNotFoundError(f"{folder}: no exported noise predictor to start from")
+    run_dir = Path(runs) / "unet"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_file(load_file(str(Path(folder) / config["vae"]["file"])),
+              str(run_dir / "vae.safetensors"))
+    (run_dir / "latent.json").write_text(json.dumps(config["unet"]["latent_stats"], indent=1))
+    exported = load_file(str(Path(folder) / config["unet"]["file"]))
+    weights = {k: v.float() for k, v in exported.items()}
+    info = {"from": str(folder), "steps": config["unet"]["steps"],
+            "train_seconds": config["unet"]["train_seconds"]}
+    return weights, info
+
+
 def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
-        lr: float = 1e-3, p_uncond: float = 0.1) -> dict:
+        lr: float = 1e-3, p_uncond: float = 0.1, init: Path | None = None) -> dict:
     """Train (or resume training) the noise predictor.
 
     Args:
@@ -138,8 +165,13 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
         batch: Latents per step.
         lr: Learning rate.
         p_uncond: Classifier-free label dropout.
+        init: An exported model folder to continue from when ``runs/unet`` has no checkpoint
+            yet (see :func:`warm_start`).
     """
     mel_cfg = MelConfig()
+    extra: dict = {}
+    if init is not None and not Checkpoint(Path(runs) / "unet").exists():
+        weights, extra["init"] = warm_start(runs, init)
     sampler = CropSampler(data, "train", CLIP_SAMPLES)
     print(f"unet: {len(sampler.sources)} files, {sampler.hours():.2f} h, "
           f"classes {sorted(sampler.by_label)}", flush=True)
@@ -148,10 +180,12 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
     abar = alphas_cumprod()
     torch.manual_seed(seed)
     unet = build_unet()
-    weights = {0: MIX_SHARE, **{k: (1 - MIX_SHARE) / 4 for k in range(1, len(CLASSES))}}
+    if extra:
+        unet.load_state_dict(weights)
+    shares = {0: MIX_SHARE, **{k: (1 - MIX_SHARE) / 4 for k in range(1, len(CLASSES))}}
 
     def step(generator: torch.Generator) -> dict[str, Tensor]:
-        wave, labels = sampler.batch(batch, generator, weights)
+        wave, labels = sampler.batch(batch, generator, shares)
         z0 = encode(vae, wave, mel_cfg, generator) * scale
         return diffusion_losses(unet, z0, labels + 1, abar, generator, p_uncond)
 
@@ -170,7 +204,7 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
 
     cfg = LoopConfig(run_dir=Path(runs) / "unet", minutes=minutes, lr=lr, seed=seed,
                      extra_state={"config": UNET_CONFIG, "batch": batch, "p_uncond": p_uncond,
-                                  "scaling_factor": scale, "schedule": SCHEDULE})
+                                  "scaling_factor": scale, "schedule": SCHEDULE, **extra})
     return train_loop(cfg, {"unet": unet}, step, validate)
 
 
@@ -179,3 +213,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--p-uncond", type=float, default=0.1)
+    parser.add_argument("--init", type=Path, default=None, metavar="DIR",
+                        help="continue from an exported model (e.g. the shipped "
+                             "src/diffmusic/assets/embedded) when RUNS/unet is empty")

@@ -43,13 +43,18 @@ def _save(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype) -> None:
 
 
 def _stage_info(run_dir: Path) -> dict:
+    """Steps and seconds of a stage, including those of the model it was warm-started from."""
     state = Checkpoint(run_dir).state()
-    return {"steps": state.get("step", 0), "train_seconds": round(state.get("seconds", 0.0)),
+    init = state.get("init", {})
+    info = {"steps": state.get("step", 0) + init.get("steps", 0),
+            "train_seconds": round(state.get("seconds", 0.0) + init.get("train_seconds", 0)),
             "batch": state.get("batch")}
+    return {**info, "continued_from": init} if init else info
 
 
 def export(runs: Path, out: Path | None = None) -> dict:
-    """Write whatever stages have a checkpoint into ``out`` (default: :data:`EMBEDDED`).
+    """Write whatever stages have a checkpoint into ``out`` (default: :data:`EMBEDDED`); the
+    entries of stages without one are kept from the ``config.json`` already there.
 
     Args:
         runs: Runs root with ``vocoder/``, ``vae/`` and ``unet/``.
@@ -60,6 +65,8 @@ def export(runs: Path, out: Path | None = None) -> dict:
     """
     runs, out = Path(runs), Path(out or EMBEDDED)
     out.mkdir(parents=True, exist_ok=True)
+    previous = (json.loads((out / "config.json").read_text())
+                if (out / "config.json").exists() else {})
     config: dict = {
         "format": FORMAT, "version": 1, "sample_rate": 16000, "mel": MelConfig().to_dict(),
         "window_samples": 81920, "latent_shape": [8, 128, 16], "classes": list(CLASSES),
@@ -87,13 +94,19 @@ def export(runs: Path, out: Path | None = None) -> dict:
         weights = (load_file(str(frozen)) if frozen.exists()
                    else Checkpoint(runs / "vae").weights("vae"))
         _save(weights, out / "vae.safetensors", torch.float32)
+        vae_info = (_stage_info(runs / "vae") if Checkpoint(runs / "vae").exists() else
+                    {k: v for k, v in previous.get("vae", {}).items()
+                     if k in ("steps", "train_seconds", "batch")})
         vae_config = dict(VAE_CONFIG)
         if "scaling_factor" in config:
             vae_config["scaling_factor"] = config["scaling_factor"]
         config["vae"] = {"class": "diffusers.AutoencoderKL", "file": "vae.safetensors",
                          "dtype": "float32", "config": vae_config,
                          "input": "log-mel as (B, 1, frames, 64); latent (B, 8, frames/4, 16)",
-                         **_stage_info(runs / "vae")}
+                         **vae_info}
+    for stage in ("vocoder", "vae", "unet", "scaling_factor"):
+        if stage not in config and stage in previous:
+            config[stage] = previous[stage]
     tmp = out / "config.json.tmp"
     tmp.write_text(json.dumps(config, indent=1))
     os.replace(tmp, out / "config.json")

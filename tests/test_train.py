@@ -1,0 +1,77 @@
+"""Training machinery: exact resume, warm start from the shipped model, export that keeps stages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from diffmusic.train import diffusion
+from diffmusic.train.export import EMBEDDED, export, load_embedded
+from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _regression(run_dir: Path, max_steps: int) -> nn.Linear:
+    """A noisy linear regression trained (or resumed) in ``run_dir`` up to ``max_steps``."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    target = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+
+    def step(generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = torch.randn(16, 4, generator=generator)
+        loss = (model(x) - x @ target.T).square().mean()
+        return {"loss": loss}
+
+    cfg = LoopConfig(run_dir=run_dir, minutes=10, lr=0.05, warmup_steps=3, max_steps=max_steps,
+                     log_every=2)
+    train_loop(cfg, {"model": model}, step)
+    return model
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path):
+    straight = _regression(tmp_path / "straight", 12)
+    _regression(tmp_path / "split", 5)
+    resumed = _regression(tmp_path / "split", 12)
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    state = Checkpoint(tmp_path / "split").state()
+    assert state["step"] == 12
+    ema = Checkpoint(tmp_path / "split").weights("model")
+    assert torch.equal(ema["weight"], Checkpoint(tmp_path / "straight").weights("model")["weight"])
+    log = (tmp_path / "split" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,") and [r.split(",")[0] for r in log[1:]] == \
+        ["2", "4", "6", "8", "10", "12"]
+
+
+def test_warm_start_and_export_continue_the_shipped_model(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    weights, info = diffusion.warm_start(runs, EMBEDDED)
+    shipped = json.loads((EMBEDDED / "config.json").read_text())
+    assert info["steps"] == shipped["unet"]["steps"] and info["from"] == str(EMBEDDED)
+    assert json.loads((runs / "unet" / "latent.json").read_text())["scaling_factor"] == \
+        shipped["scaling_factor"]
+    unet = diffusion.build_unet()
+    unet.load_state_dict(weights)  # every exported tensor fits the training architecture
+
+    # one "trained" step's checkpoint on top of the warm start
+    Checkpoint(runs / "unet").save({"unet": unet}, {"unet": unet},
+                                   torch.optim.AdamW(unet.parameters()), torch.Generator(),
+                                   {"step": 1, "seconds": 2.0, "batch": 8, "init": info})
+    out.mkdir()
+    for name in ("config.json", "vocoder.safetensors"):
+        shutil.copy(EMBEDDED / name, out / name)
+    config = export(runs, out)
+    assert config["unet"]["steps"] == shipped["unet"]["steps"] + 1
+    assert config["unet"]["continued_from"] == info
+    assert config["vocoder"] == shipped["vocoder"]  # a stage without a checkpoint is kept
+    assert config["vae"]["steps"] == shipped["vae"]["steps"]
+    models = load_embedded(out)
+    reference = load_embedded(EMBEDDED)
+    for a, b in zip(models.unet.parameters(), reference.unet.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(models.vae.parameters(), reference.vae.parameters(), strict=True):
+        assert torch.equal(a, b)
