@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"train the {name} (resumes from RUNS/{name})")
         p.add_argument("--minutes", type=float, default=ALL_MINUTES[name])
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1,
+                       help="intra-op threads (default 1: stages run side by side)")
         importlib.import_module(module).add_arguments(p)
     sub.add_parser("export", help="write the EMA weights into the package")
     p = sub.add_parser("evaluate", help="LSDs on validation clips and seconds per DiffMusic step")
@@ -45,7 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     from diffmusic.train import export
 
     if args.command in STAGES:
-        options = {k: v for k, v in vars(args).items() if k not in ("command", "out")}
+        import torch
+
+        torch.set_num_threads(args.threads)
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "threads")}
         importlib.import_module(STAGES[args.command]).run(**options)
     elif args.command == "export":
         export.export(args.runs, args.out)
@@ -59,8 +64,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def train_all(data: Path, runs: Path, out: Path | None, seed: int) -> None:
     """Vocoder in a subprocess; VAE, then noise predictor here; export after each stage."""
+    import torch
+
     from diffmusic.train import diffusion, export, vae
 
+    torch.set_num_threads(1)
     common = ["--data", str(data), "--runs", str(runs), "--seed", str(seed)]
     vocoder = subprocess.Popen([sys.executable, "-m", "diffmusic.train", "vocoder", *common,
                                 "--minutes", str(ALL_MINUTES["vocoder"])])

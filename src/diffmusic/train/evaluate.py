@@ -3,7 +3,8 @@
 Measures the protocol LSD (DESIGN.md §3) of (a) vocoder copy-synthesis from the true log-mel,
 (b) the VAE round trip followed by the vocoder, (c) fast Griffin-Lim (100 iterations) from the
 mel smoothed back to a linear spectrogram with the filterbank's pseudo-inverse (the classical
-reference), and the seconds of one DiffMusic step on a 5.12 s clip.
+reference), the seconds of one DiffMusic step on a 5.12 s clip, and the Fréchet distance
+(FD-musicnn) of unguided samples to validation music.
 """
 
 from __future__ import annotations
@@ -116,15 +117,20 @@ def step_seconds(models: EmbeddedModels, cfg: MelConfig, repeats: int = 10) -> d
 
 
 @torch.no_grad()
-def ddim_samples(models: EmbeddedModels, steps: int = 50, seed: int = 0) -> Tensor:
-    """Unguided DDIM (eta 0) samples, one per embedding index (unconditional, then each class).
+def ddim_samples(models: EmbeddedModels, labels: Tensor, noise: Tensor,
+                 steps: int = 50) -> Tensor:
+    """Unguided DDIM (eta 0) samples from initial latents ``noise`` ``(B, 8, 128, 16)``.
+
+    Args:
+        models: The exported networks.
+        labels: Embedding indices ``(B,)`` (0 unconditional, ``k + 1`` class ``k``).
+        noise: Initial latents.
+        steps: DDIM steps.
 
     Returns:
-        Log-mels, shape ``(1 + len(classes), 512, 64)``, all from the same initial noise.
+        Log-mels, shape ``(B, 512, 64)``.
     """
-    labels = torch.arange(len(models.config["classes"]) + 1)
-    noise = torch.randn(1, 8, 128, 16, generator=torch.Generator().manual_seed(seed))
-    z = noise.expand(len(labels), -1, -1, -1).clone()
+    z = noise.clone()
     abar = models.alphas_cumprod
     times = torch.linspace(abar.numel() - 1, 0, steps).round().long().tolist()
     for i, t in enumerate(times):
@@ -134,6 +140,39 @@ def ddim_samples(models: EmbeddedModels, steps: int = 50, seed: int = 0) -> Tens
         z0 = (z - (1 - a) ** 0.5 * eps) / a**0.5
         z = a_prev**0.5 * z0 + (1 - a_prev) ** 0.5 * eps
     return image_to_mel(models.vae.decode(z / models.scaling_factor).sample)
+
+
+def sample_fd(models: EmbeddedModels, references: Tensor, count: int = 24, batch: int = 8,
+              seed: int = 0, embedding: str = "musicnn") -> dict[str, float]:
+    """Fréchet distance (FD-musicnn) of generated samples to validation clips ``(B, N)``.
+
+    ``count`` unconditional and ``count`` ``mix`` samples (DDIM, 50 steps, vocoded) are compared
+    with ``references``; for scale, so are the references' vocoder copy-syntheses (the floor a
+    sample can reach through this vocoder) and the same number of clips of white noise at the
+    references' level.
+    """
+    from diffmusic.fad import fad, load_embedding
+
+    embed = load_embedding(embedding)
+    generator = torch.Generator().manual_seed(seed)
+    refs = list(references)
+    result = {}
+    for name, label in (("unconditional", 0), ("mix", 1)):
+        waves = []
+        for start in range(0, count, batch):
+            n = min(batch, count - start)
+            noise = torch.randn(n, 8, 128, 16, generator=generator)
+            mels = ddim_samples(models, torch.full((n,), label), noise)
+            with torch.no_grad():
+                waves.extend(models.vocoder(mels))
+        result[name] = fad(waves, refs, embed)
+    with torch.no_grad():
+        copies = list(models.vocoder(log_mel(references, MelConfig())))
+    result["vocoder_copy_synthesis"] = fad(copies, refs, embed)
+    level = references.square().mean().sqrt()
+    noise = torch.randn(references.shape, generator=generator) * level
+    result["white_noise"] = fad(list(noise), refs, embed)
+    return {f"fd_{embedding}_{k}": round(v, 3) for k, v in result.items()}
 
 
 def save_sample_figure(mels: Tensor, reference: Tensor, names: list[str], path: Path) -> None:
@@ -159,7 +198,9 @@ def sample_check(models: EmbeddedModels, batch: Tensor, cfg: MelConfig, out: Pat
 
     A listen-free check: a prior that learned music has band energies close to real music's.
     """
-    mels = ddim_samples(models)
+    labels = torch.arange(len(models.config["classes"]) + 1)
+    noise = torch.randn(1, 8, 128, 16, generator=torch.Generator().manual_seed(0))
+    mels = ddim_samples(models, labels, noise.expand(len(labels), -1, -1, -1))
     reference = log_mel(batch, cfg)
     names = ["unconditional", *models.config["classes"]]
     save_sample_figure(mels, reference[0], names, out / "samples.png")
@@ -190,6 +231,9 @@ def main(data: Path, runs: Path, folder: Path | None, clips: int, threads: int) 
                        if k in models.config}
     if models.unet is not None:
         result["sample_band_profile_l1"] = sample_check(models, batch, cfg, Path(runs))
+        references = validation_clips(Path(data), CLIP, count=24, root="music")
+        result["sample_fd"] = {"references": len(references), "samples": 24,
+                               **sample_fd(models, references)}
     text = json.dumps(result, indent=1)
     print(text)
     (Path(runs) / "eval.json").write_text(text)

@@ -170,7 +170,6 @@ def train_loop(cfg: LoopConfig, modules: dict[str, nn.Module], step_fn: StepFn,
     Returns:
         The final JSON state (``step``, ``seconds``, and ``cfg.extra_state``).
     """
-    torch.set_num_threads(1)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
