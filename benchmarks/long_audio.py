@@ -2,9 +2,11 @@
 
 Each run is a fresh process (so that its peak RSS is its own; the prior is loaded before the
 clock starts) on a synthetic music-like song of the given length: ``inpainting`` with three
-0.3 s gaps (windows only around the gaps; the rest is copied) and ``dereverberation`` (windows
-over the whole song, overlap-added), which shows the cost per second of audio. Also checks that
-inpainting keeps every sample outside the gaps' 5 ms crossfades bit for bit.
+0.3 s gaps (windows only around the gaps; the rest is copied), ``dereverberation`` (windows
+over the whole song, overlap-added), which shows the cost per second of audio, and
+``super_resolution`` (factor 2, on the song low-passed at 4 kHz; output at 44.1 kHz). Also checks
+that inpainting keeps every sample outside the gaps' 5 ms crossfades bit for bit, and how far the
+super-resolved output departs from the input below the cutoff.
 
 Usage::
 
@@ -23,12 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import julius
 import numpy as np
 import soundfile as sf
 import torch
 
 RATE = 44100
 FADE = 0.005
+CUTOFF = 4000
+"""Hz: the cutoff of super-resolution with factor 2 at the prior's 16 kHz."""
+TASK_ARGS = {"inpainting": [], "dereverberation": ["--rt60", "0.5"],
+             "super_resolution": ["--factor", "2"]}
 
 
 def gaps_for(seconds: float) -> list[tuple[float, float]]:
@@ -36,8 +43,10 @@ def gaps_for(seconds: float) -> list[tuple[float, float]]:
     return [(round(seconds * q, 3), round(seconds * q + 0.3, 3)) for q in (0.25, 0.5, 0.75)]
 
 
-def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]]) -> np.ndarray:
-    """A stereo song of decaying harmonic notes with zeroed gaps, ``(N, 2)`` float32."""
+def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]],
+               cutoff: float | None = None) -> np.ndarray:
+    """A stereo song of decaying harmonic notes with zeroed gaps, low-passed at ``cutoff`` Hz
+    when given, ``(N, 2)`` float32."""
     n = round(seconds * RATE)
     gen = np.random.default_rng(0)
     t = np.arange(n) / RATE
@@ -52,6 +61,9 @@ def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]]) -> n
     wave += 0.01 * gen.standard_normal((n, 2)).astype(np.float32)
     for a, b in gaps:
         wave[round(a * RATE): round(b * RATE)] = 0
+    if cutoff is not None:
+        wave = julius.lowpass_filter(torch.from_numpy(wave.T.copy()), cutoff / RATE,
+                                     zeros=64).T.numpy()
     sf.write(path, wave, RATE, subtype="FLOAT")
     return wave
 
@@ -62,7 +74,7 @@ def one(task: str, song: Path, gaps: str, out: Path, steps: int, prior: str) -> 
     from diffmusic.cli.restore import cached_prior
 
     cached_prior(prior)  # loaded once per process; not part of the timing
-    extra = ["--gap", gaps] if task == "inpainting" else ["--rt60", "0.5"]
+    extra = ["--gap", gaps] if task == "inpainting" else TASK_ARGS[task]
     start = time.perf_counter()
     code = main(["restore", str(song), "--task", task, *extra, "-o", str(out), "--prior", prior,
                  "--steps", str(steps), "--quiet"])
@@ -86,11 +98,20 @@ def bit_identical_outside(original: np.ndarray, restored: np.ndarray,
                                                                original[outside])
 
 
+def low_band_error_db(original: np.ndarray, restored: np.ndarray) -> float:
+    """Spectral difference below 0.9 x the cutoff, in dB relative to the input there."""
+    spectra = [np.abs(np.fft.rfft(x, axis=0)) for x in (original, restored - original)]
+    low = np.fft.rfftfreq(len(original), 1 / RATE) < 0.9 * CUTOFF
+    level, error = (np.sqrt((s[low] ** 2).sum()) for s in spectra)
+    return float(20 * np.log10(error / level))
+
+
 def measure(task: str, seconds: float, steps: int, prior: str, folder: Path) -> str:
     """Write the song, restore it in a child process, check the output; one line of results."""
     gaps = gaps_for(seconds)
-    song, out = folder / f"song_{seconds:g}.wav", folder / f"{task}_{seconds:g}.wav"
-    original = write_song(song, seconds, gaps if task == "inpainting" else [])
+    song, out = folder / f"{task}_song_{seconds:g}.wav", folder / f"{task}_{seconds:g}.wav"
+    original = write_song(song, seconds, gaps if task == "inpainting" else [],
+                          CUTOFF if task == "super_resolution" else None)
     gap_text = ",".join(f"{a}-{b}" for a, b in gaps)
     done = subprocess.run([sys.executable, __file__, "--one", task, str(song), gap_text,
                            str(out), "--steps", str(steps), "--prior", prior],
@@ -103,13 +124,16 @@ def measure(task: str, seconds: float, steps: int, prior: str, folder: Path) -> 
             f"{r['peak_rss_mb']} MB")
     if task == "inpainting":
         line += f", bit-identical outside gaps: {bit_identical_outside(original, restored, gaps)}"
+    if task == "super_resolution":
+        line += (f", below {0.9 * CUTOFF:g} Hz differs from the input by "
+                 f"{low_band_error_db(original, restored):.0f} dB")
     return line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[30, 90, 180])
-    parser.add_argument("--tasks", nargs="+", default=["inpainting", "dereverberation"])
+    parser.add_argument("--tasks", nargs="+", choices=list(TASK_ARGS), default=list(TASK_ARGS))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--prior", default="tiny")
     parser.add_argument("--one", nargs=4, metavar=("TASK", "SONG", "GAPS", "OUT"),

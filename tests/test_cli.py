@@ -133,6 +133,25 @@ def test_restore_other_measurement_files_directly(task: str, name: str, args: li
     assert json.loads(out.with_suffix(".json").read_text())["padded_length"] == 17920
 
 
+def test_measurement_folder_takes_segment_and_overlap(inputs: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    meas = tmp_path / "meas"
+    code, err = run(capsys, "degrade", inputs / "song.wav", "--task", "dereverberation", "-o",
+                    meas, "--duration", DURATION)
+    assert code == 0, err
+    out = tmp_path / "dry.wav"
+    code, err = run(capsys, "restore", meas, "-o", out, "--segment", 0.64, "--overlap", 0.1,
+                    *FAST)
+    assert code == 0, err
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [w["start"] for w in record["windows"]] == [0, 8320, 10880]
+    assert sf.info(out).frames == LENGTH
+    for flag, value in [("--segment", 60), ("--overlap", 3)]:
+        code, err = run(capsys, "restore", meas, "-o", tmp_path / "bad.wav", flag, value, *FAST)
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"diffmusic: error: {flag}")
+    assert not (tmp_path / "bad.wav").exists()
+
+
 ERRORS = {
     "missing file": (["restore", "{in}/missing.wav", "--task", "inpainting"], "missing.wav"),
     "gap outside": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "0.5:9"],

@@ -1,11 +1,16 @@
-"""Long recordings: window plans, overlap-add, gap windows, and the CLI on long stereo files at
-44.1 kHz (tiny prior, 2 steps)."""
+"""Long recordings: window plans, overlap-add, gap windows, the library's windowed restoration
+(:mod:`diffmusic.recording`), and the CLI on long stereo files at 44.1 kHz and on measurement
+folders longer than the prior's window (tiny prior, 2 steps)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import julius
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,6 +18,8 @@ import torch
 from signals import music_like
 
 from diffmusic.cli import main
+from diffmusic.cli.measurement import write_measurement
+from diffmusic.cli.options import OperatorOptions, build_operator
 from diffmusic.dsp import resample
 from diffmusic.longform import (
     Window,
@@ -24,7 +31,16 @@ from diffmusic.longform import (
     plan_windows,
     resample_region,
 )
-from diffmusic.operators import PhaseRetrieval
+from diffmusic.operators import (
+    TASKS,
+    Dereverberation,
+    Inpainting,
+    PhaseRetrieval,
+    SuperResolution,
+)
+from diffmusic.priors import Prior, load_prior
+from diffmusic.recording import operator_factory, restore_long, restore_windows, window_samples
+from diffmusic.restore import restore
 
 FAST = ["--prior", "tiny", "--steps", "2", "--quiet"]
 
@@ -80,9 +96,12 @@ def test_crossfades_sum_to_one_and_overlap_add_is_exact_for_identity() -> None:
 def test_fill_gaps_touches_only_the_gaps() -> None:
     y = torch.randn(1, 50_000)
     windows = plan_gap_windows(50_000, 20480, [(10_000, 11_000), (40_000, 40_100)], 2000)
-    out = fill_gaps(y, windows, lambda w: torch.full((1, w.length), 7.0), margin=10)
-    changed = (out != y)[0].nonzero()[:, 0]
+    out = fill_gaps(y, windows, lambda w: torch.full((2, 1, w.length), 7.0), margins=[10, 0])
+    assert out.shape == (2, 1, 50_000)
+    changed = (out[0] != y)[0].nonzero()[:, 0]
     assert set(changed.tolist()) == set(range(9990, 11010)) | set(range(39990, 40110))
+    changed = (out[1] != y)[0].nonzero()[:, 0]
+    assert set(changed.tolist()) == set(range(10_000, 11_000)) | set(range(40_000, 40_100))
     keep = gap_keep_mask(1000, 1000, [(0.1, 0.2)], 0.01)
     assert (keep[100:200] == 0).all() and (keep[:90] == 1).all() and (keep[210:] == 1).all()
     assert (keep[90:100] > 0).all() and (keep[90:100] < 1).all()
@@ -191,3 +210,136 @@ def test_long_measurements_of_other_tasks(task: str, tmp_path: Path,
     record = json.loads((out / "restore.json" if task == "source_separation"
                          else out.with_suffix(".json")).read_text())
     assert len(record["windows"]) == 3
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Prior:
+    """The random-weight tiny prior."""
+    return load_prior("tiny")
+
+
+@pytest.mark.parametrize("task", ["inpainting", "dereverberation"])
+def test_one_window_is_exactly_restore(task: str, tiny: Prior, clips: torch.Tensor) -> None:
+    n = 20480
+    operator = (Inpainting(16000, n, gaps=[(0.5, 0.6)]) if task == "inpainting"
+                else Dereverberation(16000, n, rt60=0.3))
+    y = operator(clips[:, :n])
+    direct = restore(tiny, operator, y, steps=2, seed=5)
+    gaps = operator.gaps if task == "inpainting" else None
+    windowed = restore_windows(tiny, operator_factory(operator), y, n, gaps=gaps, steps=2,
+                               seed=5)
+    torch.testing.assert_close(windowed.wave, direct.wave)
+    torch.testing.assert_close(windowed.raw, direct.raw)
+    assert windowed.record["seed"] == 5 and len(windowed.record["windows"]) == 1
+
+
+def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:
+    wave = music_like(0, 16000)[None]
+    with pytest.raises(ValueError, match="^segment 60 s is longer"):
+        window_samples(tiny, 60)
+    with pytest.raises(ValueError, match="^overlap 0.6 s must be at most half"):
+        window_samples(tiny, 1.0, 0.6)
+    with pytest.raises(ValueError, match="gaps apply to inpainting, not to super_resolution"):
+        restore_long(tiny, lambda n, gaps: SuperResolution(16000, n), wave, 16000,
+                     gaps=[(0.1, 0.2)], steps=2)
+    with pytest.raises(ValueError, match="restore them with restore_windows"):
+        restore_long(tiny, functools.partial(PhaseRetrieval, 16000), wave, 16000, steps=2)
+    with pytest.raises(ValueError, match="channels must be one of"):
+        restore_long(tiny, functools.partial(Inpainting, 16000), wave, 16000, gaps=[(0.1, 0.2)],
+                     channels="surround", steps=2)
+    with pytest.raises(ValueError, match="longer than one window can restore"):
+        restore_long(tiny, functools.partial(Inpainting, 16000), wave, 16000, gaps=[(0.1, 0.9)],
+                     segment=0.64, overlap=0.1, steps=2)
+    imports = subprocess.run(
+        [sys.executable, "-c", "import sys, diffmusic.recording; "
+         "print(any(m.startswith('diffmusic.cli') for m in sys.modules))"],
+        capture_output=True, text=True, check=True)
+    assert imports.stdout.strip() == "False"  # the library never needs the CLI
+
+
+def band_levels(x: torch.Tensor, rate: int, bands: list[tuple[float, float]]) -> list[float]:
+    """Root-sum-square magnitude of the Hann-windowed spectrum of ``x`` in each band (Hz)."""
+    spectrum = torch.fft.rfft(x * torch.hann_window(x.shape[-1]), dim=-1).abs()
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / rate)
+    return [float(spectrum[..., (freqs >= lo) & (freqs < hi)].pow(2).sum().sqrt())
+            for lo, hi in bands]
+
+
+def test_super_resolution_at_44k_keeps_the_input_and_adds_the_missing_band(tiny: Prior) -> None:
+    rate, n = 44100, round(2.5 * 44100)
+    music = torch.stack([music_like(1, n, rate), music_like(2, n, rate)])
+    tone = 0.05 * torch.sin(2 * torch.pi * 12000 * torch.arange(n) / rate)  # above the prior
+    damaged = julius.lowpass_filter(music, 3600 / rate, zeros=64) + tone
+    result = restore_long(tiny, functools.partial(SuperResolution, 16000, factor=2), damaged,
+                          rate, segment=1.28, overlap=0.25, steps=2)
+    assert result.sample_rate == rate and result.wave.shape == damaged.shape
+    assert result.record["sample_rate"] == rate and len(result.record["windows"]) == 3
+    # below the 4 kHz cutoff and above the prior's 8 kHz: the input, up to the crossover
+    # (differences 100 dB below the input's level, which is mostly the 0-3.5 kHz band)
+    level = band_levels(damaged, rate, [(0, 22_050)])[0]
+    errors = band_levels(result.wave - damaged, rate, [(0, 3500), (11_000, 13_000),
+                                                       (13_000, 22_050)])
+    assert max(errors) < 1e-5 * level
+    # between the cutoff and 8 kHz, where the input is empty, the restoration
+    added, before = band_levels(result.wave, rate, [(4500, 7000)])[0], band_levels(
+        damaged, rate, [(4500, 7000)])[0]
+    assert added > 100 * before
+
+
+def test_cli_super_resolution_keeps_the_input_rate(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    rate = 44100
+    stereo_song(tmp_path / "song.wav", 2.0, rate, [])
+    wave, _ = sf.read(tmp_path / "song.wav", dtype="float32")
+    low = julius.lowpass_filter(torch.from_numpy(wave.T.copy()), 1800 / rate, zeros=64)
+    sf.write(tmp_path / "dull.wav", low.T.numpy(), rate, subtype="FLOAT")
+    for extra, out_rate in [([], rate), (["--out-rate", "48000"], 48000)]:
+        out = tmp_path / f"bright_{out_rate}.wav"
+        code = main(["restore", str(tmp_path / "dull.wav"), "--task", "super_resolution",
+                     "--factor", "4", "--segment", "1.28", "-o", str(out), *extra, *FAST])
+        assert code == 0, capsys.readouterr().err
+        restored, got_rate = sf.read(out, dtype="float32")
+        assert got_rate == out_rate and restored.shape == (round(2.0 * out_rate), 2)
+        record = json.loads(out.with_suffix(".json").read_text())
+        assert record["sample_rate"] == out_rate and record["input_rate"] == rate
+    restored = torch.from_numpy(sf.read(tmp_path / f"bright_{rate}.wav", dtype="float32")[0].T)
+    error, level = (band_levels(x, rate, [(0, 1700)])[0] for x in (restored - low, low))
+    assert error < 1e-4 * level
+
+
+LONG = 88_000
+"""5.5 s at 16 kHz: longer than one prior window (5.12 s)."""
+FOLDER_OPTIONS = {"inpainting": {"gaps": [(1.0, 1.2), (4.0, 4.3)]},
+                  "super_resolution": {"factor": 4}, "phase_retrieval": {},
+                  "source_separation": {"sources": ["a", "b"]},
+                  "dereverberation": {"rt60": 0.3}}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_long_measurement_folders_are_restored_window_by_window(
+        task: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    separation = task == "source_separation"
+    clean = (torch.stack([music_like(5, LONG), music_like(6, LONG)])[None] if separation
+             else music_like(5, LONG)[None])
+    operator = build_operator(OperatorOptions(task, **FOLDER_OPTIONS[task]), LONG)
+    y = write_measurement(tmp_path / "meas", operator, clean, 0, "test")
+    out = tmp_path / ("stems" if separation else "out.wav")
+    code = main(["restore", str(tmp_path / "meas"), "-o", str(out), "--segment", "2.56",
+                 "--overlap", "0.25", *FAST])
+    assert code == 0, capsys.readouterr().err
+    files = [out / "a.wav", out / "b.wav"] if separation else [out]
+    for path in files:
+        wave, rate = sf.read(path, dtype="float32")
+        assert rate == 16000 and wave.shape == (LONG,) and np.isfinite(wave).all()
+    record = json.loads((out / "restore.json" if separation else out.with_suffix(".json"))
+                        .read_text())
+    assert record["length"] == LONG and record["segment"] == 40960
+    assert [w["seed"] for w in record["windows"]] == list(range(len(record["windows"])))
+    if task == "inpainting":  # one window per gap; the rest is the measurement, bit for bit
+        assert len(record["windows"]) == 2
+        outside = np.ones(LONG, bool)
+        for start, end in FOLDER_OPTIONS[task]["gaps"]:
+            outside[round(start * 16000) - 81: round(end * 16000) + 81] = False
+        assert np.array_equal(wave[outside], y[0, :LONG].numpy()[outside])
+    else:
+        assert len(record["windows"]) == 3

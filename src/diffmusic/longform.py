@@ -5,7 +5,9 @@ In the style of demucs's ``apply_model``: the signal (at the prior's rate) is cu
 by a callable) and its own restoration, and the windows are blended with raised-cosine crossfades.
 For inpainting, windows are instead placed around the gaps (:func:`plan_gap_windows`): a gap is
 never cut in two and audio far from every gap is never touched. Only one window is restored at a
-time, so memory grows with the audio itself, not with the number of windows.
+time, so memory grows with the audio itself, not with the number of windows. The last helpers put
+a restoration back into the original recording at its own rate (:func:`paste_gaps`,
+:func:`add_high_band`). :mod:`diffmusic.recording` drives all of this with a prior.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import julius
 import torch
 from torch import Tensor
 
@@ -21,6 +24,12 @@ from diffmusic.dsp import resample
 
 Span = tuple[int, int]
 """``(start, end)`` in samples, end exclusive."""
+LATENT_HOP = 640
+"""Samples per latent frame of the AudioLDM family (mel hop 160 x latent downsampling 4): window
+starts and lengths are multiples of it."""
+CROSSOVER_ZEROS = 32
+"""Zero crossings on each side of the crossover's windowed sinc (``julius`` ``zeros``): a
+transition band about ``2 / 32`` of the cutoff frequency wide (250 Hz at 4 kHz)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,8 @@ def round_up(n: int, multiple: int) -> int:
     return max(1, math.ceil(n / multiple)) * multiple
 
 
-def plan_windows(length: int, segment: int, overlap: int, hop: int = 640) -> list[Window]:
+def plan_windows(length: int, segment: int, overlap: int,
+                 hop: int = LATENT_HOP) -> list[Window]:
     """Windows covering ``length`` samples, ``segment`` long, overlapping by ``overlap`` or more.
 
     Window starts are multiples of ``hop`` so that measurements at a lower rate (1/2, 1/4, 1/8)
@@ -83,7 +93,7 @@ def plan_windows(length: int, segment: int, overlap: int, hop: int = 640) -> lis
 
 
 def plan_gap_windows(length: int, segment: int, gaps: Sequence[Span], context: int,
-                     hop: int = 640) -> list[Window]:
+                     hop: int = LATENT_HOP) -> list[Window]:
     """Windows placed around inpainting gaps: whole gaps, at least ``context`` samples of audio
     on each side where the recording allows, no window without a gap.
 
@@ -115,7 +125,7 @@ def plan_gap_windows(length: int, segment: int, gaps: Sequence[Span], context: i
         if b - a > room:
             raise ValueError(f"a gap of {b - a} samples is longer than one window can restore "
                              f"({segment} samples less {context} of context on each side); "
-                             "use a larger --segment or a smaller --overlap")
+                             "use a larger segment or a smaller overlap")
         if groups and b - groups[-1][0][0] <= room:
             groups[-1].append((a, b))
         else:
@@ -158,15 +168,19 @@ def fade_weights(n: int, fade_in: int, fade_out: int) -> Tensor:
     return weights
 
 
+def fit_length(x: Tensor, length: int) -> Tensor:
+    """Crop or zero-pad the last axis of ``x`` to ``length`` samples."""
+    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
+
+
 def slice_measurement(y: Tensor, start: int, size: int) -> Tensor:
     """``y[..., start:start + size]``, zero-padded at the end to ``size``."""
-    piece = y[..., start:start + size]
-    return torch.nn.functional.pad(piece, (0, size - piece.shape[-1]))
+    return fit_length(y[..., start:start + size], size)
 
 
 RestoreWindow = Callable[[Window], Tensor]
-"""Restores one window: returns the restored audio ``(B, N)`` or ``(B, K, N)``,
-``N = window.length``, at the prior's rate."""
+"""Restores one window: returns the restored audio ``(..., N)``, ``N = window.length``, at the
+prior's rate (e.g. ``(B, N)``, ``(B, K, N)``, or several versions stacked in front)."""
 
 
 def overlap_add(windows: Sequence[Window], restore_window: RestoreWindow, length: int,
@@ -180,7 +194,7 @@ def overlap_add(windows: Sequence[Window], restore_window: RestoreWindow, length
         overlap: Crossfade length in samples between neighbouring windows.
 
     Returns:
-        The restoration, ``(B, N)`` or ``(B, K, N)`` with ``N = length``.
+        The restoration, ``(..., N)`` with ``N = length``.
     """
     out: Tensor | None = None
     total = torch.zeros(length)
@@ -201,26 +215,31 @@ def overlap_add(windows: Sequence[Window], restore_window: RestoreWindow, length
 
 
 def fill_gaps(y: Tensor, windows: Sequence[Window], restore_window: RestoreWindow,
-              margin: int) -> Tensor:
-    """Inpainting: restore each gap window and paste it over its gaps (plus ``margin`` samples on
-    each side for the projection's crossfades); everything else stays ``y``.
+              margins: Sequence[int]) -> Tensor:
+    """Inpainting: restore each gap window and paste it over its gaps (plus a margin on each
+    side, e.g. the projection's crossfade); everything else stays ``y``.
+
+    ``restore_window`` returns ``L = len(margins)`` versions of a window stacked on the first
+    axis (say the projected and the raw restoration); version ``l`` is pasted with
+    ``margins[l]`` samples beyond each gap edge.
 
     Args:
         y: The damaged recording at the prior's rate, ``(B, N)``.
         windows: From :func:`plan_gap_windows`.
-        restore_window: Restores one window.
-        margin: Samples pasted beyond each gap edge (at least the projection's crossfade).
+        restore_window: Restores one window, ``(L, B, window.length)``.
+        margins: Samples pasted beyond each gap edge, one per version.
 
     Returns:
-        A copy of ``y`` with the gaps filled, ``(B, N)``.
+        Copies of ``y`` with the gaps filled, ``(L, B, N)``.
     """
-    out = y.clone()
+    out = y.expand(len(margins), *y.shape).clone()
     length = y.shape[-1]
     for window in windows:
         chunk = restore_window(window).float().cpu()
-        for a, b in window.gaps:
-            lo, hi = max(window.start, a - margin, 0), min(window.end, b + margin, length)
-            out[..., lo:hi] = chunk[..., lo - window.start: hi - window.start]
+        for version, margin in enumerate(margins):
+            for a, b in window.gaps:
+                lo, hi = max(window.start, a - margin, 0), min(window.end, b + margin, length)
+                out[version, ..., lo:hi] = chunk[version, ..., lo - window.start: hi - window.start]
     return out
 
 
@@ -273,8 +292,7 @@ def resample_region(wave: Tensor, rate: int, new_rate: int, lo: int, hi: int) ->
     first = max(0, lo // up - margin)
     last = min(math.ceil(wave.shape[-1] / down), hi // up + 1 + margin)
     piece = resample(wave[..., first * down: last * down], rate, new_rate)
-    piece = piece[..., lo - first * up: hi - first * up]
-    return torch.nn.functional.pad(piece, (0, hi - lo - piece.shape[-1]))
+    return fit_length(piece[..., lo - first * up: hi - first * up], hi - lo)
 
 
 def paste_gaps(original: Tensor, restored: Tensor, rate: int, restored_rate: int,
@@ -313,3 +331,33 @@ def paste_gaps(original: Tensor, restored: Tensor, rate: int, restored_rate: int
         part = original[..., lo:hi]
         out[..., lo:hi] = torch.where(keep == 1, part, keep * part + (1 - keep) * fill)
     return out
+
+
+def add_high_band(original: Tensor, restored: Tensor, rate: int, restored_rate: int,
+                  out_rate: int, cutoff: float) -> Tensor:
+    """Bandwidth extension that keeps the original: its spectrum everywhere except between
+    ``cutoff`` and the restoration's Nyquist frequency, where the restoration's is used.
+
+    ``out = R(original) + R(highpass(restored - original at restored_rate))``, ``R`` resampling
+    to ``out_rate`` and the high-pass a windowed sinc at ``cutoff`` (a complementary crossover):
+    below ``cutoff`` the output is the original up to the crossover's transition band (and to
+    how far ``restored`` departs from it there); above ``restored_rate / 2``, where the
+    restoration holds nothing, it is the original's own content, untouched.
+
+    Args:
+        original: ``(C, N)`` at ``rate``.
+        restored: ``(C, M)`` at ``restored_rate``, ``M ~ N * restored_rate / rate``.
+        rate: Rate of ``original`` in Hz.
+        restored_rate: Rate of ``restored`` in Hz.
+        out_rate: Output rate in Hz.
+        cutoff: Crossover frequency in Hz, below ``restored_rate / 2``.
+
+    Returns:
+        ``(C, round(N * out_rate / rate))`` at ``out_rate``.
+    """
+    length = round(original.shape[-1] * out_rate / rate)
+    low = resample(original, rate, restored_rate)
+    added = julius.highpass_filter(fit_length(restored, low.shape[-1]) - low,
+                                   cutoff / restored_rate, zeros=CROSSOVER_ZEROS)
+    return (fit_length(resample(original, rate, out_rate), length)
+            + fit_length(resample(added, restored_rate, out_rate), length))

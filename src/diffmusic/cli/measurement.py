@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from diffmusic.audio import load_audio, save_audio
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.options import STFT_HOP, padded_length
+from diffmusic.longform import fit_length
 from diffmusic.operators import OPERATORS, Operator, from_spec
+from diffmusic.recording import measurement_shape
 from diffmusic.report import write_json, write_npy
 
 MEASUREMENT_JSON = "measurement.json"
@@ -29,7 +30,8 @@ class Measurement:
     Attributes:
         operator: The operator, built for a whole number of latent frames.
         y: The measurement, batch of one, zero-padded to the operator's measurement shape.
-        length: Samples of the clip at ``operator.sample_rate``; outputs are cropped to it.
+        length: Samples of the clip at ``operator.sample_rate`` (any number: clips longer than
+            the prior's window are restored window by window); outputs are cropped to it.
         origin: The file or folder it came from (named in messages and records).
         inputs: Every file it was read from or refers to (never overwritten).
     """
@@ -39,23 +41,6 @@ class Measurement:
     length: int
     origin: Path
     inputs: list[Path] = field(default_factory=list)
-
-
-def fit_length(wave: Tensor, length: int) -> Tensor:
-    """Crop or zero-pad the last axis of ``wave`` to ``length`` samples."""
-    return F.pad(wave, (0, length - wave.shape[-1]))
-
-
-def zeros_input(operator: Operator, length: int) -> Tensor:
-    """Zeros shaped like the operator's input, ``(1, N)`` or ``(1, K, N)``."""
-    k = operator.num_sources
-    return torch.zeros((1, length) if k == 1 else (1, k, length))
-
-
-def measurement_shape(operator: Operator) -> tuple[int, ...]:
-    """Shape of one of ``operator``'s measurements without the batch axis, ``(..., M)``."""
-    with torch.no_grad():
-        return tuple(operator(zeros_input(operator, operator.num_samples)).shape[1:])
 
 
 def check_complete(path: Path) -> None:
@@ -93,11 +78,10 @@ def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
     Raises:
         CliError: ``y`` does not have the measurement's shape or is longer than the clip.
     """
-    with torch.no_grad():
-        expected = operator(zeros_input(operator, operator.num_samples)).shape
+    expected = (1, *measurement_shape(operator))
     if y.shape[:-1] != expected[:-1]:
         raise CliError(f"{origin}: a {operator.task} measurement has shape "
-                       f"{tuple(expected[1:-1])} x length, got {tuple(y.shape[1:])}")
+                       f"{expected[1:-1]} x length, got {tuple(y.shape[1:])}")
     if y.shape[-1] > expected[-1]:
         raise CliError(f"{origin}: the measurement is longer than the operator's clip of "
                        f"{operator.num_samples} samples")

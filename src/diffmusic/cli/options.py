@@ -14,6 +14,7 @@ import torch
 from diffmusic.audio import AudioError, load_audio
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
+from diffmusic.longform import LATENT_HOP, round_up
 from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, SuperResolution, make_gaps
 from diffmusic.samplers import SAMPLERS
 
@@ -21,9 +22,6 @@ SAMPLE_RATE = 16000
 """Sample rate of the AudioLDM-family priors in Hz; every input is resampled to it."""
 CLIP_SAMPLES = 81920
 """One prior window: 5.12 s = 512 mel frames = a 8 x 128 x 16 latent."""
-LATENT_HOP = 640
-"""Samples per latent frame (mel hop 160 x latent downsampling 4); operator lengths are multiples
-of it."""
 STFT_HOP = 160
 """Hop in samples of the phase-retrieval magnitude (protocol: n_fft 1024, hop 160)."""
 DEFAULT_FACTOR = 2
@@ -40,7 +38,7 @@ SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def padded_length(num_samples: int, multiple: int = LATENT_HOP) -> int:
     """``num_samples`` rounded up to a whole number of latent frames."""
-    return max(1, math.ceil(num_samples / multiple)) * multiple
+    return round_up(num_samples, multiple)
 
 
 def gap_type(text: str) -> list[tuple[float, float]]:
@@ -219,12 +217,6 @@ class OperatorOptions:
         if not gaps:
             raise CliError(f"--mask-type {self.mask_type}: no gap fits the {seconds:.2f} s clip")
         return gaps
-
-    def measurement_rate(self, sample_rate: int) -> int:
-        """Sample rate in Hz of this task's audio measurements for clips at ``sample_rate``."""
-        if self.task != "super_resolution":
-            return sample_rate
-        return sample_rate // (self.factor or DEFAULT_FACTOR)
 
 
 def build_operator(options: OperatorOptions, length: int,

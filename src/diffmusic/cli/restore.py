@@ -26,20 +26,14 @@ from diffmusic.cli.options import (
     restore_settings,
 )
 from diffmusic.cli.progress import step_progress
-from diffmusic.cli.recording import (
-    CHANNEL_MODES,
-    WindowSettings,
-    finish,
-    read_recording,
-    recording_gaps,
-    restore_recording,
-)
+from diffmusic.cli.recording import RecordingOptions, restore_recording
 from diffmusic.gaps import read_labels
-from diffmusic.operators import STEMS, Operator
+from diffmusic.operators import STEMS, Inpainting, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
 from diffmusic.priors.prompts import parse_prompts
+from diffmusic.recording import CHANNEL_MODES, operator_factory, restore_windows
 from diffmusic.report import write_json
-from diffmusic.restore import Restoration, restore
+from diffmusic.restore import Restoration
 
 DEFAULT_STEPS = 50
 
@@ -67,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                         help="restored .wav/.flac, a folder for source_separation, or the "
                              "folder that mirrors several inputs")
     add_operator_options(parser, task_required=False, sources=True)
-    group = parser.add_argument_group("recording options (restoring files with --task)")
+    group = parser.add_argument_group("recording options (--segment and --overlap also apply to "
+                                      "measurement folders)")
     group.add_argument("--mask", dest="mask_file", type=Path, metavar="FILE",
                        help="inpainting: gaps from a label file (start<TAB>end<TAB>label in "
                             "seconds, as Audacity exports; see diffmusic detect-gaps)")
@@ -80,8 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                        help="restore each channel, or mid and side of a stereo file "
                             "(default independent)")
     group.add_argument("--out-rate", type=int, metavar="HZ",
-                       help="output sample rate (default: the input's; the prior's for "
-                            "super_resolution and phase_retrieval)")
+                       help="output sample rate (default: the input's; at least the prior's for "
+                            "super_resolution, whose output keeps the input's band below the "
+                            "cutoff; the prior's for phase_retrieval)")
     group.add_argument("--overwrite", action="store_true",
                        help="restore files of a batch whose output already exists")
     add_sampler_options(parser, steps=DEFAULT_STEPS)
@@ -110,15 +106,11 @@ def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile
 
 
 def check_prior(measurement: Measurement, prior: Prior) -> None:
-    """Refuse measurements the prior cannot model (sample rate, more than one window)."""
+    """Refuse measurements at another sample rate than the prior's."""
     operator, rate = measurement.operator, prior.sample_rate
     if operator.sample_rate != rate:
         raise CliError(f"{measurement.origin}: the clip is at {operator.sample_rate} Hz but the "
                        f"{prior.name} prior works at {rate} Hz")
-    if operator.num_samples > prior.window:
-        raise CliError(f"{measurement.origin}: {measurement.length / rate:.2f} s is longer than "
-                       f"the {prior.name} prior's window of {prior.window / rate:.2f} s; cut the "
-                       "recording into clips (diffmusic degrade --duration)")
 
 
 def write_outputs(audio_paths: list[Path], waves: list[torch.Tensor], rate: int, json_path: Path,
@@ -142,34 +134,44 @@ def write_outputs(audio_paths: list[Path], waves: list[torch.Tensor], rate: int,
 
 
 def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, out: Path,
-                        quiet: bool = False) -> tuple[Restoration, dict]:
-    """Restore ``measurement`` and write the audio and the JSON record for ``-o out``.
+                        quiet: bool = False,
+                        recording: RecordingOptions | None = None) -> tuple[Restoration, dict]:
+    """Restore ``measurement`` window by window and write the audio and the JSON record for
+    ``-o out``; a measurement longer than the prior's window is cut into windows.
 
     Args:
         measurement: What to restore.
         prior: The diffusion prior.
         settings: Keyword arguments of :func:`diffmusic.restore.restore`.
         out: ``-o`` path (see :func:`output_paths`).
-        quiet: Hide the progress bar.
+        quiet: Hide the progress bars.
+        recording: Segment and overlap of the windows (default: the prior's window, 0.5 s).
 
     Returns:
-        The restoration (full padded length) and the record written next to the audio.
+        The restoration ``(1, L)`` or ``(1, K, L)`` (``L = measurement.length``) and the record
+        written next to the audio.
     """
     check_prior(measurement, prior)
-    operator = measurement.operator.to(prior.device)
+    recording = recording or RecordingOptions()
+    recording.check(prior)
+    operator = measurement.operator
     audio_paths, json_path = output_paths(operator, out)
     start = time.perf_counter()
-    label = f"{operator.task} ({settings['sampler']})"
-    with step_progress(label, settings["steps"], quiet) as callback:
-        result = restore(prior, operator, measurement.y.to(prior.device), callback=callback,
-                         **settings)
-    wave = result.wave[0, ..., : measurement.length].cpu()
+    try:
+        result = restore_windows(
+            prior, operator_factory(operator), measurement.y, measurement.length,
+            gaps=operator.gaps if isinstance(operator, Inpainting) else None,
+            segment=recording.segment, overlap=recording.overlap,
+            progress=functools.partial(step_progress, quiet=quiet), **settings)
+    except ValueError as error:
+        raise CliError(f"{measurement.origin}: {error}") from None
+    wave = result.wave[0]
     waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
                                                       range(operator.num_sources)]
     record = {**result.record, "diffmusic_version": package_version(),
               "measurement": str(measurement.origin), "output": [str(p) for p in audio_paths],
               "sample_rate": operator.sample_rate, "length": measurement.length,
-              "padded_length": operator.num_samples,
+              "padded_length": result.record["windows"][0]["length"],
               "seconds_total": time.perf_counter() - start}
     write_outputs(audio_paths, waves, operator.sample_rate, json_path, record)
     return result, record
@@ -200,6 +202,11 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
     return OperatorOptions.from_args(args)
 
 
+def recording_options(args: argparse.Namespace) -> RecordingOptions:
+    """The ``--segment``, ``--overlap``, ``--channels`` and ``--out-rate`` of ``args``."""
+    return RecordingOptions(args.segment, args.overlap, args.channels, args.out_rate)
+
+
 def job_outputs(options: OperatorOptions, out: Path) -> tuple[list[Path], Path]:
     """The files a job of ``options`` writes for ``-o out``."""
     separation = options.task == "source_separation"
@@ -214,25 +221,17 @@ def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
         The record written next to the audio.
     """
     audio_paths, json_path = job_outputs(options, job.out)
-    prior = prior_from_args(args)
-    windows = WindowSettings(args.segment, args.overlap)
-    recording = read_recording(job.source, options, prior.sample_rate, args.channels)
-    gaps = recording_gaps(options, recording) if options.task == "inpainting" else None
     start = time.perf_counter()
-    restored, record = restore_recording(recording, options, prior, settings, windows, gaps,
-                                         args.quiet)
-    keeps_rate = recording.original is not None and options.task != "super_resolution"
-    out_rate = args.out_rate or (recording.rate if keeps_rate else prior.sample_rate)
-    wave = finish(restored, recording, prior.sample_rate, out_rate, gaps, settings["project"])
+    result = restore_recording(job.source, options, prior_from_args(args), settings,
+                               recording_options(args), args.quiet)
+    wave = result.wave
     waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
-    record |= {"diffmusic_version": package_version(), "input": str(job.source),
-               "output": [str(p) for p in audio_paths], "sample_rate": out_rate,
-               "input_rate": recording.rate, "channels": wave.shape[0],
-               "channel_mode": "mid-side" if recording.mid_side else "independent",
-               "length": wave.shape[-1],
-               "padded_length": record["windows"][0]["length"] if record["windows"] else 0,
-               "seconds_total": time.perf_counter() - start}
-    write_outputs(audio_paths, waves, out_rate, json_path, record)
+    record = {**result.record, "diffmusic_version": package_version(),
+              "input": str(job.source), "output": [str(p) for p in audio_paths],
+              "channels": wave.shape[0], "length": wave.shape[-1],
+              "padded_length": result.record["windows"][0]["length"],
+              "seconds_total": time.perf_counter() - start}
+    write_outputs(audio_paths, waves, result.sample_rate, json_path, record)
     return record
 
 
@@ -251,7 +250,7 @@ def run_files(args: argparse.Namespace) -> int:
     resolve_prompts(settings, list(options.sources or STEMS) if separation else None)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
-    WindowSettings(args.segment, args.overlap).samples(prior_from_args(args))
+    recording_options(args).check(prior_from_args(args))
     failures = 0
     for job in jobs:
         if batch and not args.overwrite and job_outputs(options, job.out)[1].exists():
@@ -288,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
     operator = measurement.operator
     resolve_prompts(settings, operator.sources if operator.num_sources > 1 else None)
     prior = prior_from_args(args)
-    _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet)
+    _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet,
+                                    recording_options(args))
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
               f"{record['seconds_total']:.1f} s)", file=sys.stderr)
