@@ -149,26 +149,57 @@ def test_a_killed_run_resumes_in_two_workers_with_exactly_one_row_per_job(tmp_pa
     assert "diffmusic_raw" in table and (out / "spectrograms_inpainting.png").is_file()
 
 
+def _songs(folder: Path, seed: int, count: int = 1) -> Path:
+    for song in range(count):
+        for k, stem in enumerate(("vocals", "drums", "bass", "other")):
+            _write(folder / f"song{song}" / f"{stem}.wav", _noise(seed + 10 * song + k, N // 2))
+    return folder
+
+
 def test_tune_picks_a_step_size_on_the_validation_split_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
     from diffmusic.bench.main import BenchOptions, bench
+    from diffmusic.tuning import load_tuned
 
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     _write(tmp_path / "test" / "t.wav", _noise(6, N // 2))
     out = tmp_path / "out"
     bench(BenchOptions(data=tmp_path / "test", out=out, tune_data=tmp_path / "valid",
-                       tasks=["inpainting"], methods=["zero_fill", "mpgd"], steps=2,
-                       clip_seconds=CLIP / 2, embedding="none", quiet=True))
+                       stems=_songs(tmp_path / "test_songs", 7),
+                       tune_stems=_songs(tmp_path / "valid_songs", 8),
+                       tasks=["inpainting", "source_separation"], methods=["zero_fill", "mpgd"],
+                       steps=2, clip_seconds=CLIP / 2, embedding="none", quiet=True))
     tuned = json.loads((out / "tuned.json").read_text())
+    assert tuned["prior"] == "embedded"
+    assert tuned["metric"] == {"inpainting": "lsd", "source_separation": "si_sdr"}
+    for task, pick in (("inpainting", min), ("source_separation", max)):
+        scores = tuned["scores"][task]["mpgd"]
+        assert set(scores) == {"0.5", "2.0"}
+        assert tuned["per_task"][task]["mpgd"]["gamma"] == float(pick(scores, key=scores.get))
     gamma = tuned["per_task"]["inpainting"]["mpgd"]["gamma"]
-    assert gamma in (0.5, 2.0) and set(tuned["scores"]["inpainting"]["mpgd"]) == {"0.5", "2.0"}
     with Store(out / "results.sqlite") as store:
-        row = next(r for r in store.rows() if r["method"] == "mpgd")
+        row = next(r for r in store.rows() if r["method"] == "mpgd"
+                   and r["task"] == "inpainting")
+    split = f"{tmp_path / 'valid'}, {tmp_path / 'valid_songs'}"
     assert row["clip"] == "t" and row["settings"]["sampler_settings"]["gamma"] == gamma
-    assert row["settings"]["tuned_on"] == str(tmp_path / "valid")
-    assert str(tmp_path / "valid") in (out / "table.md").read_text()
+    assert row["settings"]["tuned_on"] == split
+    assert split in (out / "table.md").read_text()
+    assert load_tuned("embedded", out / "tuned.json").kwargs("inpainting", "mpgd") == {
+        "gamma": gamma}
+
+
+@pytest.mark.parametrize("flags", [["--tune-data", "{data}"], ["--tune-data", "{valid}",
+                                                                 "--tune-stems", "{data}"]])
+def test_tuning_on_the_benchmark_clips_is_refused(tmp_path: Path, flags: list[str]) -> None:
+    _write(tmp_path / "data" / "a.wav", _noise(0, N))
+    paths = {"data": tmp_path / "data", "valid": tmp_path / "valid"}
+    cmd = [sys.executable, "-m", "diffmusic.cli", "bench", str(tmp_path / "data"), "-o",
+           str(tmp_path / "out"), "--tune", *[f.format(**paths) for f in flags]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no peeking" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(not os.environ.get("DIFFMUSIC_TEST_RAY"),

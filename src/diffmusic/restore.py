@@ -11,6 +11,7 @@ from torch import Tensor
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Prior
 from diffmusic.samplers import SAMPLERS, Callback
+from diffmusic.tuning import TunedSource, load_tuned
 
 Prompts = str | Sequence[str | None] | None
 
@@ -52,7 +53,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
             steps: int = 50, seed: int = 0, prompts: Prompts = None,
             guidance_scale: float = 1.0, negative_prompt: str | None = None,
             project: bool = True, callback: Callback | None = None,
-            **sampler_kwargs) -> Restoration:
+            tuned: TunedSource = None, **sampler_kwargs) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
     Args:
@@ -67,7 +68,10 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
         negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
         project: Apply :meth:`Operator.project` to the sampler's output.
         callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
-        **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...).
+        tuned: Where defaults of the sampler's hyper-parameters come from (see
+            :func:`diffmusic.tuning.load_tuned`; ``False``: the sampler's own defaults).
+        **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...);
+            they override the tuned defaults.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
@@ -77,8 +81,10 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     generator = torch.Generator(device=prior.device).manual_seed(seed)
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
+    defaults = load_tuned(prior.name, tuned)
     sample = SAMPLERS[sampler](prior, operator, y, steps=steps, generator=generator, cond=cond,
-                               callback=callback, **sampler_kwargs)
+                               callback=callback,
+                               **{**defaults.kwargs(operator.task, sampler), **sampler_kwargs})
     raw = sample.wave.float()
     with torch.no_grad():
         wave = operator.project(raw, y) if project else raw
@@ -87,5 +93,6 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),
               "prompts": prompts, "guidance_scale": guidance_scale,
               "negative_prompt": negative_prompt, "projection": project,
+              "tuned_defaults": defaults.describe(),
               "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}
     return Restoration(wave, raw, record)

@@ -40,6 +40,8 @@ class BenchOptions:
     workers: int = 1
     ray: str | None = None
     tune_data: Path | None = None
+    tune_stems: Path | None = None
+    tune_limit: int | None = None
     defaults: Path | None = None
     quiet: bool = False
     command: str = ""
@@ -102,11 +104,11 @@ def _embedding(name: str) -> str | None:
     return name
 
 
-def _sampler_defaults(opts: BenchOptions) -> tuple[dict, str | None]:
-    from diffmusic.bench.tune import load_defaults
-
+def _tuned_file(opts: BenchOptions) -> Path | None:
+    """``--defaults``, else ``RESULTS/tuned.json`` if a tuning run wrote it, else ``None``
+    (the prior's shipped defaults, see :func:`diffmusic.tuning.load_tuned`)."""
     path = opts.defaults or opts.out / "tuned.json"
-    return load_defaults(path) if path.is_file() else ({}, None)
+    return path if opts.defaults or path.is_file() else None
 
 
 def bench(opts: BenchOptions) -> dict:
@@ -121,7 +123,7 @@ def bench(opts: BenchOptions) -> dict:
         from diffmusic.bench.tune import tune
 
         tune(opts, config)
-    config.sampler_kwargs, config.split = _sampler_defaults(opts)
+    config.tuned = _tuned_file(opts)
     config.grid_clips = {t: cs[0].name for t, cs in clips.items() if cs}
     by_key = {(t, c.name): c for t, cs in clips.items() for c in cs}
     jobs = plan({t: [c.name for c in cs] for t, cs in clips.items()}, opts.methods, opts.seeds)

@@ -26,6 +26,7 @@ from diffmusic.operators import (
 )
 from diffmusic.priors import DEFAULT_PRIOR
 from diffmusic.priors.base import Prior
+from diffmusic.tuning import TunedSource
 
 PAPER_GAP = (2.0 / 5.12, 3.0 / 5.12)
 """The inpainting gap as a fraction of the clip: [2.00 s, 3.00 s) of a 5.12 s clip."""
@@ -110,21 +111,21 @@ class RunConfig:
         prior: Prior name for :func:`diffmusic.priors.load_prior`.
         steps: Sampling steps of the diffusion methods.
         noise_snr: Measurement noise SNR in dB (``None``: noiseless, the paper's setting).
-        sampler_kwargs: Per task and sampler hyper-parameters (the tuned step sizes).
+        tuned: Source of the samplers' tuned defaults (see :func:`diffmusic.tuning.load_tuned`).
+        sampler_kwargs: Per task and sampler hyper-parameters that override the tuned ones.
         embedding: Name of the FAD embedding (``None``: no FAD).
         audio_dir: Where to save the outputs of ``grid_clips`` (for the spectrogram grids).
         grid_clips: Per task, the clip whose outputs are saved.
-        split: The split the sampler defaults were tuned on, recorded in the settings.
     """
 
     prior: str = DEFAULT_PRIOR
     steps: int = 50
     noise_snr: float | None = None
+    tuned: TunedSource = None
     sampler_kwargs: dict[str, dict[str, dict]] = field(default_factory=dict)
     embedding: str | None = None
     audio_dir: Path | None = None
     grid_clips: dict[str, str] = field(default_factory=dict)
-    split: str | None = None
 
 
 class Runner:
@@ -160,10 +161,11 @@ class Runner:
         sampler, _ = DIFFUSION_METHODS[job.method]
         kwargs = self.config.sampler_kwargs.get(job.task, {}).get(sampler, {})
         out = restore(self.prior, operator, y[None], sampler=sampler, steps=self.config.steps,
-                      seed=job.seed, **kwargs)
+                      seed=job.seed, tuned=self.config.tuned, **kwargs)
         rec = out.record
         settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
-                    "sampler_settings": rec["settings"], "prior": rec["prior"]}
+                    "sampler_settings": rec["settings"], "prior": rec["prior"],
+                    "tuned_on": (rec["tuned_defaults"] or {}).get("split")}
         return out.wave[0], out.raw[0], settings
 
     def run(self, jobs: list[Job], clip: Clip, reference: bool = False) -> list[dict]:
@@ -197,7 +199,7 @@ class Runner:
         seconds = time.perf_counter() - start
         settings = {**settings, "operator": operator.spec(), "clip_start": clip.start,
                     "clip_samples": int(ref.shape[-1]), "sample_rate": SAMPLE_RATE,
-                    "metrics": METRIC_SETTINGS, "tuned_on": self.config.split}
+                    "metrics": METRIC_SETTINGS}
         rows = []
         for j in jobs:
             est = outputs[j.method].float()

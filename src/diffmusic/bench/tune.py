@@ -1,10 +1,13 @@
 """``diffmusic bench --tune``: pick each guided sampler's step size on a validation split.
 
 For every task and guided sampler, every value of :data:`GRID` restores the validation clips;
-the value with the lowest mean LSD wins. The choice is written to ``RESULTS/tuned.json``
-(``{"split", "metric", "per_task": {task: {sampler: {param: value}}}, "scores"}``), which the
-benchmark reads as the samplers' defaults and whose ``split`` every result row records.
-The benchmark's own clips are never used (the CLI refuses ``--tune-data`` equal to DATA).
+the value with the best mean of the task's metric (:data:`METRIC`) wins. The choice is written
+to ``RESULTS/tuned.json`` in the format of :mod:`diffmusic.tuning`, which the benchmark (and,
+named by ``$DIFFMUSIC_TUNED`` or copied to ``diffmusic/assets/tuned/PRIOR.json``, every
+restoration) reads as the samplers' defaults; every result row records its ``split``. The
+benchmark's own clips are never used (the CLI refuses ``--tune-data`` or ``--tune-stems`` equal
+to DATA or ``--stems``); source separation is tuned only when ``--tune-stems`` names validation
+songs with stems.
 """
 
 from __future__ import annotations
@@ -20,21 +23,23 @@ from diffmusic.audio import AudioError
 from diffmusic.bench.jobs import Job
 from diffmusic.bench.run import RunConfig, Runner
 from diffmusic.operators import TASKS
+from diffmusic.samplers import GAMMA
 
 if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("gamma", (0.3, 1.0, 3.0)), "mpgd": ("gamma", (0.3, 1.0, 3.0)),
+    "diffmusic": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
+    "mpgd": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
     "dps": ("zeta", (0.3, 1.0, 3.0)), "dsg": ("guidance_rate", (0.05, 0.2, 0.5)),
 }
-"""Sampler -> (step-size keyword, candidate values)."""
+"""Sampler -> (step-size keyword, candidate values around the sampler's own default)."""
+METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
+"""Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
 
-def load_defaults(path: str | Path) -> tuple[dict[str, dict[str, dict]], str | None]:
-    """Per task sampler keyword arguments and the split they were tuned on, from ``tuned.json``."""
-    tuned = json.loads(Path(path).read_text())
-    return tuned["per_task"], tuned.get("split")
+def _split_name(opts: BenchOptions) -> str:
+    return ", ".join(str(p) for p in (opts.tune_data, opts.tune_stems) if p is not None)
 
 
 def tune(opts: BenchOptions, config: RunConfig) -> Path:
@@ -44,30 +49,35 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     assert opts.tune_data is not None
     samplers = [s for s in GRID if opts.methods is None or s in opts.methods
                 or (s == "diffmusic" and "diffmusic_raw" in opts.methods)]
-    tune_opts = replace(opts, data=opts.tune_data, stems=None)
-    runner = Runner(replace(config, embedding=None, audio_dir=None, sampler_kwargs={}))
+    tune_opts = replace(opts, data=opts.tune_data, stems=opts.tune_stems,
+                        limit=opts.tune_limit or opts.limit)
+    runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False,
+                            sampler_kwargs={}))
     per_task: dict[str, dict] = {}
     scores: dict[str, dict] = {}
+    metrics: dict[str, str] = {}
     for task in opts.tasks or TASKS:
         try:
             clips = load_clips(tune_opts, [task])[task]
         except (AudioError, FileNotFoundError, NotADirectoryError):
             continue
+        metric, sign = METRIC.get(task, ("lsd", 1))
         for sampler in samplers:
             param, values = GRID[sampler]
-            lsds = {}
+            means = {}
             for value in values:
                 runner.config.sampler_kwargs = {task: {sampler: {param: value}}}
                 rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
-                lsds[value] = float(np.mean([r["lsd"] for r in rows]))
-            best = min(lsds, key=lsds.get)
+                means[value] = float(np.mean([r[metric] for r in rows]))
+            best = min(means, key=lambda v: sign * means[v])
             per_task.setdefault(task, {})[sampler] = {param: best}
-            scores.setdefault(task, {})[sampler] = {str(v): s for v, s in lsds.items()}
+            scores.setdefault(task, {})[sampler] = {str(v): m for v, m in means.items()}
+        metrics[task] = metric
     path = opts.out / "tuned.json"
-    path.write_text(json.dumps({"split": str(opts.tune_data), "metric": "lsd", "steps": opts.steps,
-                                "clips": opts.limit, "per_task": per_task, "scores": scores},
-                               indent=1))
+    path.write_text(json.dumps({"prior": runner.prior.name, "split": _split_name(opts),
+                                "metric": metrics, "steps": opts.steps, "clips": tune_opts.limit,
+                                "per_task": per_task, "scores": scores}, indent=1))
     return path
 
 
-__all__ = ["GRID", "load_defaults", "tune"]
+__all__ = ["GRID", "tune"]

@@ -52,27 +52,42 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                    help="first tune each guided sampler's step size on --tune-data")
     p.add_argument("--tune-data", type=Path, metavar="DIR",
                    help="validation clips for --tune (never the benchmark's DATA)")
+    p.add_argument("--tune-stems", type=Path, metavar="DIR",
+                   help="validation song folders with stems for tuning source separation "
+                        "(never the benchmark's --stems)")
+    p.add_argument("--tune-limit", type=int, metavar="N",
+                   help="at most this many tuning clips per task (default: --limit)")
     p.add_argument("--defaults", type=Path, metavar="JSON",
-                   help="sampler defaults to use (default: RESULTS/tuned.json when present)")
+                   help="tuned sampler defaults (default: RESULTS/tuned.json when present, "
+                        "else $DIFFMUSIC_TUNED or the prior's shipped defaults)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark."""
     from diffmusic.bench.main import BenchOptions, bench
+    from diffmusic.tuning import read_tuned
 
     if args.steps < 2 or args.seeds < 1 or args.workers < 1:
         raise CliError("--steps must be >= 2, --seeds and --workers >= 1")
-    if args.data.resolve() == (args.tune_data or Path("/nonexistent")).resolve():
-        raise CliError("--tune-data must not be the benchmark's DATA (no peeking)")
+    tested = {args.data.resolve(), (args.stems or args.data).resolve()}
+    for tuning, flag in ((args.tune_data, "--tune-data"), (args.tune_stems, "--tune-stems")):
+        if tuning is not None and tuning.resolve() in tested:
+            raise CliError(f"{flag} must not be the benchmark's DATA or --stems (no peeking)")
     if args.tune and args.tune_data is None:
         raise CliError("--tune needs --tune-data DIR (a validation split)")
+    if args.defaults is not None:
+        try:
+            read_tuned(str(args.defaults))
+        except (OSError, ValueError) as error:
+            raise CliError(f"--defaults: {error}") from None
     options = BenchOptions(
         data=args.data, out=args.output, stems=args.stems, tasks=args.tasks,
         methods=args.methods, sources=args.sources, prior=args.prior, steps=args.steps,
         seeds=args.seeds, limit=args.limit, clip_seconds=args.clip_seconds, offset=args.offset,
         noise_snr=args.noise_snr, embedding=args.embedding, workers=args.workers,
-        ray=args.ray, tune_data=args.tune_data if args.tune else None, defaults=args.defaults,
+        ray=args.ray, tune_data=args.tune_data if args.tune else None,
+        tune_stems=args.tune_stems, tune_limit=args.tune_limit, defaults=args.defaults,
         quiet=args.quiet, command=" ".join(shlex.quote(a) for a in ["diffmusic", *sys.argv[1:]]))
     summary = bench(options)
     if not args.quiet:

@@ -1,0 +1,70 @@
+"""Tuned sampler defaults: restore reads them, explicit arguments win, shipped files are whole."""
+
+import json
+from pathlib import Path
+
+import pytest
+from signals import music_like
+
+from diffmusic.operators import TASKS, Inpainting
+from diffmusic.priors import load_prior
+from diffmusic.restore import restore
+from diffmusic.samplers import GAMMA
+from diffmusic.tuning import ENV_VAR, TUNED_DIR, load_tuned
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+RATE, N = 16000, 20480
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_prior("tiny")
+
+
+def _write_tuned(path: Path, prior: str, gamma: float) -> Path:
+    path.write_text(json.dumps({"prior": prior, "split": "valid-split", "metric": "lsd",
+                                "per_task": {"inpainting": {"diffmusic": {"gamma": gamma}}}}))
+    return path
+
+
+def _gamma(tiny, **kwargs) -> tuple[float, dict | None]:
+    op = Inpainting(RATE, N, [(0.5, 0.7)])
+    rec = restore(tiny, op, op(music_like(2, N)[None]), steps=2, **kwargs).record
+    return rec["settings"]["gamma"], rec["tuned_defaults"]
+
+
+def test_restore_takes_the_step_size_from_the_tuned_file(tiny, tmp_path, monkeypatch):
+    path = _write_tuned(tmp_path / "tuned.json", "tiny", 1234.0)
+    monkeypatch.setenv(ENV_VAR, str(path))
+    assert _gamma(tiny) == (1234.0, {"file": str(path), "split": "valid-split"})
+    assert _gamma(tiny, gamma=7.0)[0] == 7.0  # an explicit argument wins
+    assert _gamma(tiny, tuned=False) == (GAMMA, None)
+    monkeypatch.delenv(ENV_VAR)
+    assert _gamma(tiny, tuned=path)[0] == 1234.0
+
+
+def test_a_file_tuned_for_another_prior_is_refused(tiny, tmp_path):
+    path = _write_tuned(tmp_path / "tuned.json", "embedded", 1.0)
+    with pytest.raises(ValueError, match="tuned for the embedded prior"):
+        _gamma(tiny, tuned=path)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a tuned-defaults file"):
+        load_tuned("tiny", tmp_path / "bad.json")
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    path = _write_tuned(tmp_path / "tuned.json", "tiny", 1.0)
+    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 1.0}
+    _write_tuned(path, "tiny", 2.0)
+    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 2.0}
+
+
+@pytest.mark.parametrize("shipped", sorted(TUNED_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_shipped_defaults_cover_every_task_and_guided_sampler(shipped: Path):
+    tuned = load_tuned(shipped.stem)
+    assert tuned.file == str(shipped) and tuned.prior == shipped.stem and tuned.split
+    assert set(tuned.per_task) == set(TASKS)
+    for task in TASKS:
+        assert set(tuned.per_task[task]) == {"diffmusic", "mpgd", "dps", "dsg"}, task
+        for values in tuned.per_task[task].values():
+            assert all(v > 0 for v in values.values())
