@@ -200,8 +200,11 @@ def test_dereverberation_projection_and_wiener(clips):
     y = op(clips)
     x_hat = clips.flip(0)
     out = op.project(x_hat, y)
-    assert rel(op(out), y) < 0.05 * rel(op(x_hat), y)
-    assert rel(op.baseline(y, "wiener"), clips) < 0.2 < rel(y, clips)
+    assert rel(op(out), y) < 1e-4 * rel(op(x_hat), y)  # the projection converges
+    wiener = op.baseline(y, "wiener")
+    assert rel(wiener, clips) < 0.2 < rel(y, clips)
+    # only the nearly unobservable part comes from x_hat: even a wrong one beats Wiener
+    assert rel(out, clips) < 0.7 * rel(wiener, clips)
 
 
 def test_dereverberation_adjoint_is_transpose():

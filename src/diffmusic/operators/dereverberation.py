@@ -51,7 +51,9 @@ class Dereverberation(Operator):
         rir_length: Length in seconds of the synthetic response.
         seed: Seed of the synthetic response.
         wiener_nsr: Noise-to-signal ratio of the Wiener baseline.
-        refine_iterations: Conjugate-gradient iterations of :meth:`project`.
+        refine_iterations: Conjugate-gradient iterations of :meth:`project` (300 converge to
+            a measurement residual about 1e-5 of the start's on music; 30 left 3e-3, and a
+            projected DiffMusic output worse than the Wiener baseline).
         refine_weight: Weight of ``||x - x_hat||^2`` against ``||h * x - y||^2`` in
             :meth:`project`.
         **kwargs: ``noise_snr`` and ``loss_domain`` of :class:`Operator`.
@@ -62,8 +64,8 @@ class Dereverberation(Operator):
 
     def __init__(self, sample_rate: int, num_samples: int, rir: Sequence[float] | None = None,
                  rt60: float = 0.5, rir_length: float = 0.8, seed: int = 0,
-                 wiener_nsr: float = 1e-2, refine_iterations: int = 30,
-                 refine_weight: float = 1e-3, **kwargs) -> None:
+                 wiener_nsr: float = 1e-2, refine_iterations: int = 300,
+                 refine_weight: float = 1e-6, **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         self.rt60, self.rir_length, self.seed = rt60, rir_length, seed
         self.user_rir = rir is not None
