@@ -233,3 +233,20 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
     assert set(metrics) == set(TASK_ARGS)
     assert all(np.isfinite(v) for task in metrics.values() for row in task.values()
                for v in row.values())
+
+
+def test_degrade_writes_measurements_longer_than_a_window_and_restore_takes_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_wav(tmp_path / "long.wav", music_like(7, n=100_000))  # 6.25 s
+    code, err = run(capsys, "degrade", tmp_path / "long.wav", "--task", "super_resolution",
+                    "-o", tmp_path / "meas", "--duration", "6")
+    assert code == 0, err
+    assert json.loads((tmp_path / "meas" / "measurement.json").read_text())["length"] == 96_000
+    code, err = run(capsys, "restore", tmp_path / "meas", "-o", tmp_path / "out.wav",
+                    "--segment", "2.56", *FAST)
+    assert code == 0, err
+    wave, rate = sf.read(tmp_path / "out.wav")
+    assert rate == RATE and wave.shape == (96_000,)
+    code, err = run(capsys, "degrade", tmp_path / "long.wav", "--task", "inpainting",
+                    "-o", tmp_path / "none", "--duration", "0.00001")
+    assert code == 2 and "shorter than one sample" in err
