@@ -15,6 +15,7 @@ def prepare(
     parts: Iterable[str] = PARTS,
     workers: int = 2,
     stem_works: int | None = None,
+    exclude: Sequence[str] = (),
 ) -> None:
     """Prepare the offline data parts into ``data_dir``; resumable and idempotent.
 
@@ -26,6 +27,8 @@ def prepare(
         parts: Which parts to build, in order: ``"music"`` and/or ``"stems"``.
         workers: Parallel processes for conversion and rendering.
         stem_works: Number of music21 corpus works to render (default: the module's).
+        exclude: Stem collections to leave out (e.g. ``"palestrina"``, whose encodings reserve
+            rights to derivative electronic formats; see the data card).
     """
     data_dir = Path(data_dir)
     for part in parts:
@@ -37,7 +40,7 @@ def prepare(
             from diffmusic.data.stems import prepare_stems
 
             kwargs = {} if stem_works is None else {"corpus_works": stem_works}
-            prepare_stems(data_dir, workers=workers, **kwargs)
+            prepare_stems(data_dir, workers=workers, exclude=exclude, **kwargs)
         else:
             raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
         (data_dir / part / "READY").touch()
@@ -52,9 +55,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stem-works", type=int, default=None, help="music21 corpus works to render as stems"
     )
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="COLLECTION",
+                        help="stem collections to leave out (bach, palestrina, trecento, "
+                             "beethoven, haydn, mozart, blupi)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    prepare(args.out, args.parts, workers=args.workers, stem_works=args.stem_works)
+    prepare(args.out, args.parts, workers=args.workers, stem_works=args.stem_works,
+            exclude=args.exclude)
 
 
 if __name__ == "__main__":

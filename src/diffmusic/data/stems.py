@@ -352,6 +352,16 @@ def all_songs(work_dir: Path, license_dir: Path, corpus_works: int | None, seed:
     return songs
 
 
+def without_collections(songs: Sequence[Song], exclude: Sequence[str]) -> list[Song]:
+    """``songs`` minus those of the excluded collections (``blupi``: the General MIDI files)."""
+    names = {"blupi" if song.source == "midi" else song.collection for song in songs}
+    unknown = sorted(set(exclude) - names)
+    if unknown:
+        raise ValueError(f"unknown collection(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(sorted(names))}")
+    return [s for s in songs if ("blupi" if s.source == "midi" else s.collection) not in exclude]
+
+
 def run_jobs(jobs: list[tuple[Song, Path]], workers: int) -> int:
     """Run render jobs in a process pool with a progress bar; returns how many succeeded."""
     with ProcessPoolExecutor(workers) as pool:
@@ -366,6 +376,7 @@ def prepare_stems(
     corpus_works: int | None = None,
     workers: int = 2,
     seed: int = SEED,
+    exclude: Sequence[str] = (),
 ) -> dict[str, list[Song]]:
     """Build ``DATA/stems/{train,valid}``; resumable.
 
@@ -375,6 +386,8 @@ def prepare_stems(
         corpus_works: About how many music21 works to draw (default: :data:`CORPUS_QUOTAS`).
         workers: Parallel rendering processes.
         seed: Seed of the work selection and of the program draws.
+        exclude: Collections (composer names or ``blupi``) to leave out; the splits of the
+            others do not change.
 
     Returns:
         The songs of each split (including any that failed to render).
@@ -383,6 +396,7 @@ def prepare_stems(
     work_dir = Path(work_dir) if work_dir else data_dir / "_work"
     ensure_tools(["fluidsynth"], ["fluidsynth", "fluid-soundfont-gm"], force=not SOUNDFONT.exists())
     songs = all_songs(work_dir, data_dir / "licenses", corpus_works, seed)
+    songs = without_collections(songs, exclude)
     splits = split_groups(songs, group=lambda s: s.group, source=lambda s: s.collection)
     jobs = [
         (song, data_dir / "stems" / split / song.name)
