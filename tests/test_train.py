@@ -75,3 +75,21 @@ def test_warm_start_and_export_continue_the_shipped_model(tmp_path):
         assert torch.equal(a, b)
     for a, b in zip(models.vae.parameters(), reference.vae.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_sigterm_ends_the_step_and_writes_a_checkpoint(tmp_path):
+    import signal
+
+    model = nn.Linear(2, 1)
+
+    def step(generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if Checkpoint(tmp_path).state() == {} and len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        calls.append(1)
+        return {"loss": model(torch.randn(4, 2, generator=generator)).square().mean()}
+
+    calls: list[int] = []
+    state = train_loop(LoopConfig(run_dir=tmp_path, minutes=10, lr=0.01, max_steps=100),
+                       {"model": model}, step)
+    assert state["step"] == 4 and Checkpoint(tmp_path).state()["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored

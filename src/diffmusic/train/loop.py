@@ -10,17 +10,20 @@ A run lives in ``RUNS/STAGE/``::
     log.csv                           step, seconds, learning rate, loss terms
 
 Re-running a stage picks up from the checkpoint, so training survives interruptions and a larger
-``--minutes`` just continues.
+``--minutes`` just continues. SIGTERM and SIGINT (Ctrl-C) end the current step, write a
+checkpoint and return.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +159,20 @@ class CsvLog:
             writer.writerow(row)
 
 
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """Collect SIGTERM/SIGINT in a list instead of dying, so a checkpoint can be written."""
+    received: list[int] = []
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda number, _: received.append(number))
+                for sig in handled}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train_loop(cfg: LoopConfig, modules: dict[str, nn.Module], step_fn: StepFn,
                validate: Callable[[dict[str, nn.Module]], dict[str, float]] | None = None) -> dict:
     """Train ``modules`` with AdamW until the time budget or ``max_steps`` is used up.
@@ -191,34 +208,36 @@ def train_loop(cfg: LoopConfig, modules: dict[str, nn.Module], step_fn: StepFn,
         if validate is not None:
             valid_log.write({"step": state["step"], **validate(emas)})
 
-    while time.monotonic() - start < cfg.minutes * 60:
-        if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
-            break
-        step = state["step"]
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = step_fn(generator)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        for name, module in modules.items():
-            ema_update(emas[name], module, decay)
-        state["step"] = step + 1
-        for k, v in {**losses, "grad_norm": grad_norm}.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        count += 1
-        if state["step"] % cfg.log_every == 0:
-            row = {"step": state["step"], "seconds": round(seconds0 + time.monotonic() - start, 1),
-                   "lr": lr, **{k: round(v / count, 5) for k, v in running.items()}}
-            log.write(row)
-            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-            running, count = {}, 0
-        if time.monotonic() - last_save > cfg.save_every_s:
-            checkpoint()
-            last_save = time.monotonic()
+    with stop_requests() as stop:
+        while time.monotonic() - start < cfg.minutes * 60 and not stop:
+            if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                break
+            step = state["step"]
+            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            losses = step_fn(generator)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for name, module in modules.items():
+                ema_update(emas[name], module, decay)
+            state["step"] = step + 1
+            for k, v in {**losses, "grad_norm": grad_norm}.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            count += 1
+            if state["step"] % cfg.log_every == 0:
+                seconds = round(seconds0 + time.monotonic() - start, 1)
+                row = {"step": state["step"], "seconds": seconds, "lr": lr,
+                       **{k: round(v / count, 5) for k, v in running.items()}}
+                log.write(row)
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                running, count = {}, 0
+            if time.monotonic() - last_save > cfg.save_every_s:
+                checkpoint()
+                last_save = time.monotonic()
     checkpoint()
     print(f"saved {cfg.run_dir} at step {state['step']}", flush=True)
     return state
