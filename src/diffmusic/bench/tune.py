@@ -13,11 +13,13 @@ songs with stems.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from diffmusic.audio import AudioError
 from diffmusic.bench.jobs import Job
@@ -65,7 +67,8 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
         for sampler in samplers:
             param, values = GRID[sampler]
             means = {}
-            for value in values:
+            for value in tqdm(values, desc=f"tune {task} {sampler}", unit="value",
+                              file=sys.stderr, disable=True if opts.quiet else None):
                 runner.config.sampler_kwargs = {task: {sampler: {param: value}}}
                 rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
                 means[value] = float(np.mean([r[metric] for r in rows]))
