@@ -13,6 +13,7 @@ songs with stems.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
-    "mpgd": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
+    "diffmusic": ("gamma", (GAMMA / 10, GAMMA, GAMMA * 10)),
+    "mpgd": ("gamma", (GAMMA / 10, GAMMA, GAMMA * 10)),
     "dps": ("zeta", (0.3, 1.0, 3.0)), "dsg": ("guidance_rate", (0.05, 0.2, 0.5)),
 }
 """Sampler -> (step-size keyword, candidate values around the sampler's own default)."""
@@ -44,8 +45,18 @@ def _split_name(opts: BenchOptions) -> str:
     return ", ".join(str(p) for p in (opts.tune_data, opts.tune_stems) if p is not None)
 
 
+def _save(path: Path, content: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)
+
+
 def tune(opts: BenchOptions, config: RunConfig) -> Path:
-    """Tune on ``opts.tune_data`` and write ``opts.out / "tuned.json"``; returns its path."""
+    """Tune on ``opts.tune_data`` and write ``opts.out / "tuned.json"``; returns its path.
+
+    Every finished (task, sampler) is saved to ``tuned.partial.json`` at once, so a killed
+    tuning run resumes where it stopped (when split, steps and clip limit are unchanged).
+    """
     from diffmusic.bench.main import load_clips
 
     assert opts.tune_data is not None
@@ -55,16 +66,20 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
                         limit=opts.tune_limit or opts.limit)
     runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False,
                             sampler_kwargs={}))
-    per_task: dict[str, dict] = {}
-    scores: dict[str, dict] = {}
-    metrics: dict[str, str] = {}
+    partial = opts.out / "tuned.partial.json"
+    fresh = {"prior": runner.prior.name, "split": _split_name(opts), "metric": {},
+             "steps": opts.steps, "clips": tune_opts.limit, "per_task": {}, "scores": {}}
+    tuned = json.loads(partial.read_text()) if partial.is_file() else fresh
+    if any(tuned[k] != fresh[k] for k in ("prior", "split", "steps", "clips")):
+        tuned = fresh
     for task in opts.tasks or TASKS:
+        todo = [s for s in samplers if s not in tuned["per_task"].get(task, {})]
         try:
-            clips = load_clips(tune_opts, [task])[task]
+            clips = load_clips(tune_opts, [task])[task] if todo else []
         except (AudioError, FileNotFoundError, NotADirectoryError):
             continue
         metric, sign = METRIC.get(task, ("lsd", 1))
-        for sampler in samplers:
+        for sampler in todo:
             param, values = GRID[sampler]
             means = {}
             for value in tqdm(values, desc=f"tune {task} {sampler}", unit="value",
@@ -73,13 +88,13 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
                 rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
                 means[value] = float(np.mean([r[metric] for r in rows]))
             best = min(means, key=lambda v: sign * means[v])
-            per_task.setdefault(task, {})[sampler] = {param: best}
-            scores.setdefault(task, {})[sampler] = {str(v): m for v, m in means.items()}
-        metrics[task] = metric
+            tuned["per_task"].setdefault(task, {})[sampler] = {param: best}
+            tuned["scores"].setdefault(task, {})[sampler] = {str(v): m for v, m in means.items()}
+            tuned["metric"][task] = metric
+            _save(partial, tuned)
     path = opts.out / "tuned.json"
-    path.write_text(json.dumps({"prior": runner.prior.name, "split": _split_name(opts),
-                                "metric": metrics, "steps": opts.steps, "clips": tune_opts.limit,
-                                "per_task": per_task, "scores": scores}, indent=1))
+    _save(path, tuned)
+    partial.unlink(missing_ok=True)
     return path
 
 
