@@ -190,6 +190,42 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
         "gamma": gamma}
 
 
+def test_a_killed_tuning_run_resumes_without_redoing_finished_samplers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffmusic.bench import tune
+    from diffmusic.bench.main import BenchOptions
+    from diffmusic.bench.run import RunConfig, Runner
+
+    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0)),
+                                       "diffmusic": ("gamma", (1.0, 3.0))})
+    _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
+    opts = BenchOptions(data=tmp_path / "test", out=tmp_path / "out", tune_data=tmp_path / "valid",
+                        tasks=["inpainting"], methods=["mpgd", "diffmusic"], steps=2,
+                        clip_seconds=CLIP / 2, embedding="none", quiet=True)
+    opts.out.mkdir()
+    calls: list[str] = []
+    run = Runner.run
+
+    def counted(self, jobs, clip, reference=False):
+        calls.append(jobs[0].method)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed during the second sampler
+        return run(self, jobs, clip, reference)
+
+    monkeypatch.setattr(Runner, "run", counted)
+    with pytest.raises(KeyboardInterrupt):
+        tune.tune(opts, RunConfig(steps=2))
+    partial = json.loads((opts.out / "tuned.partial.json").read_text())
+    assert list(partial["per_task"]["inpainting"]) == ["mpgd"]
+    calls.clear()
+    tune.tune(opts, RunConfig(steps=2))
+    assert calls == ["diffmusic", "diffmusic"]  # only the unfinished sampler, once per value
+    tuned = json.loads((opts.out / "tuned.json").read_text())
+    assert set(tuned["per_task"]["inpainting"]) == {"diffmusic", "mpgd"}
+    assert tuned["scores"]["inpainting"]["mpgd"] == partial["scores"]["inpainting"]["mpgd"]
+    assert not (opts.out / "tuned.partial.json").exists()
+
+
 @pytest.mark.parametrize("flags", [["--tune-data", "{data}"], ["--tune-data", "{valid}",
                                                                  "--tune-stems", "{data}"]])
 def test_tuning_on_the_benchmark_clips_is_refused(tmp_path: Path, flags: list[str]) -> None:
