@@ -7,7 +7,7 @@ import pytest
 from signals import music_like
 
 from diffmusic.operators import TASKS, Inpainting
-from diffmusic.priors import load_prior
+from diffmusic.priors import DEFAULT_PRIOR, load_prior
 from diffmusic.restore import restore
 from diffmusic.samplers import GAMMA
 from diffmusic.tuning import ENV_VAR, TUNED_DIR, load_tuned
@@ -57,6 +57,10 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 1.0}
     _write_tuned(path, "tiny", 2.0)
     assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 2.0}
+
+
+def test_the_default_prior_ships_tuned_defaults():
+    assert (TUNED_DIR / f"{DEFAULT_PRIOR}.json").is_file()
 
 
 @pytest.mark.parametrize("shipped", sorted(TUNED_DIR.glob("*.json")), ids=lambda p: p.stem)
