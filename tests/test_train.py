@@ -83,7 +83,7 @@ def test_sigterm_ends_the_step_and_writes_a_checkpoint(tmp_path):
     model = nn.Linear(2, 1)
 
     def step(generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if Checkpoint(tmp_path).state() == {} and len(calls) == 3:
+        if len(calls) == 3:
             signal.raise_signal(signal.SIGTERM)
         calls.append(1)
         return {"loss": model(torch.randn(4, 2, generator=generator)).square().mean()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -143,8 +144,7 @@ def warm_start(runs: Path, folder: Path) -> tuple[dict[str, Tensor], dict]:
         raise FileNotFoundError(f"{folder}: no exported noise predictor to start from")
     run_dir = Path(runs) / "unet"
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_file(load_file(str(Path(folder) / config["vae"]["file"])),
-              str(run_dir / "vae.safetensors"))
+    shutil.copyfile(Path(folder) / config["vae"]["file"], run_dir / "vae.safetensors")
     (run_dir / "latent.json").write_text(json.dumps(config["unet"]["latent_stats"], indent=1))
     exported = load_file(str(Path(folder) / config["unet"]["file"]))
     weights = {k: v.float() for k, v in exported.items()}
