@@ -139,8 +139,9 @@ OPTIONS = st.lists(st.sampled_from([
     ["--gap", "x"], ["--factor", "4"], ["--rt60", "0.3"], ["--rt60", "-1"], ["--segment", "1"],
     ["--segment", "0"], ["--overlap", "0.25"], ["--overlap", "nan"], ["--channels", "mid-side"],
     ["--out-rate", "8000"], ["--out-rate", "0"], ["--mask-type", "periodic"], ["--steps", "1"],
-    ["--sampler", "ddim"], ["--gamma", "0.5"], ["--no-projection"], ["--cfg", "-1"],
-    ["--overwrite"], ["--sources", "a,b"], ["--seed", "3"]]), max_size=5)
+    ["--sampler", "ddim"], ["--gamma", "0.5"], ["--step", "0.1"], ["--eta", "2"],
+    ["--no-projection"], ["--cfg", "-1"], ["--overwrite"], ["--sources", "a,b"],
+    ["--seed", "3"]]), max_size=5)
 
 
 @settings(max_examples=12, deadline=None, database=None,

@@ -9,7 +9,7 @@ from signals import music_like
 from diffmusic.operators import TASKS, Inpainting
 from diffmusic.priors import DEFAULT_PRIOR, load_prior
 from diffmusic.restore import restore
-from diffmusic.samplers import GAMMA
+from diffmusic.samplers import RHO
 from diffmusic.tuning import ENV_VAR, TUNED_DIR, load_tuned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,32 +21,33 @@ def tiny():
     return load_prior("tiny")
 
 
-def _write_tuned(path: Path, prior: str, gamma: float) -> Path:
+def _write_tuned(path: Path, prior: str, rho: float) -> Path:
     path.write_text(json.dumps({"prior": prior, "split": "valid-split", "metric": "lsd",
-                                "per_task": {"inpainting": {"diffmusic": {"gamma": gamma}}}}))
+                                "per_task": {"inpainting": {"diffmusic": {"rho": rho}}}}))
     return path
 
 
-def _gamma(tiny, **kwargs) -> tuple[float, dict | None]:
+def _rho(tiny, **kwargs) -> tuple[float, dict | None]:
     op = Inpainting(RATE, N, [(0.5, 0.7)])
     rec = restore(tiny, op, op(music_like(2, N)[None]), steps=2, **kwargs).record
-    return rec["settings"]["gamma"], rec["tuned_defaults"]
+    return rec["settings"].get("rho"), rec["tuned_defaults"]
 
 
 def test_restore_takes_the_step_size_from_the_tuned_file(tiny, tmp_path, monkeypatch):
-    path = _write_tuned(tmp_path / "tuned.json", "tiny", 1234.0)
+    path = _write_tuned(tmp_path / "tuned.json", "tiny", 0.42)
     monkeypatch.setenv(ENV_VAR, str(path))
-    assert _gamma(tiny) == (1234.0, {"file": str(path), "split": "valid-split"})
-    assert _gamma(tiny, gamma=7.0)[0] == 7.0  # an explicit argument wins
-    assert _gamma(tiny, tuned=False) == (GAMMA, None)
+    assert _rho(tiny) == (0.42, {"file": str(path), "split": "valid-split"})
+    assert _rho(tiny, rho=0.07)[0] == 0.07  # an explicit argument wins
+    assert _rho(tiny, gamma=7.0)[0] is None  # the paper's plain step replaces the tuned one
+    assert _rho(tiny, tuned=False) == (RHO, None)
     monkeypatch.delenv(ENV_VAR)
-    assert _gamma(tiny, tuned=path)[0] == 1234.0
+    assert _rho(tiny, tuned=path)[0] == 0.42
 
 
 def test_a_file_tuned_for_another_prior_is_refused(tiny, tmp_path):
     path = _write_tuned(tmp_path / "tuned.json", "embedded", 1.0)
     with pytest.raises(ValueError, match="tuned for the embedded prior"):
-        _gamma(tiny, tuned=path)
+        _rho(tiny, tuned=path)
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a tuned-defaults file"):
         load_tuned("tiny", tmp_path / "bad.json")
@@ -54,9 +55,9 @@ def test_a_file_tuned_for_another_prior_is_refused(tiny, tmp_path):
 
 def test_a_changed_file_is_read_again(tmp_path):
     path = _write_tuned(tmp_path / "tuned.json", "tiny", 1.0)
-    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 1.0}
+    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"rho": 1.0}
     _write_tuned(path, "tiny", 2.0)
-    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"gamma": 2.0}
+    assert load_tuned("tiny", path).kwargs("inpainting", "diffmusic") == {"rho": 2.0}
 
 
 def test_the_default_prior_ships_tuned_defaults():

@@ -26,13 +26,13 @@ from diffmusic.audio import AudioError
 from diffmusic.bench.jobs import Job
 from diffmusic.bench.run import RunConfig, Runner
 from diffmusic.operators import TASKS
-from diffmusic.samplers import GAMMA
+from diffmusic.samplers import GAMMA, RHO
 
 if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("gamma", (GAMMA / 10, GAMMA, GAMMA * 10)),
+    "diffmusic": ("rho", (RHO / 2, RHO, RHO * 2)),
     "mpgd": ("gamma", (GAMMA / 10, GAMMA, GAMMA * 10)),
     "dps": ("zeta", (0.3, 1.0, 3.0)), "dsg": ("guidance_rate", (0.05, 0.2, 0.5)),
 }

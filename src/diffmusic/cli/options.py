@@ -27,8 +27,8 @@ STFT_HOP = 160
 DEFAULT_FACTOR = 2
 """Super-resolution factor of the protocol (16 kHz -> 8 kHz)."""
 MASK_TYPES = ("box", "random", "periodic")
-STEP_SIZE_PARAMETER = {"diffmusic": "gamma", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
-"""The sampler keyword ``--gamma`` sets: the guidance step size of each sampler (none for ddim)."""
+STEP_SIZE_PARAMETER = {"diffmusic": "rho", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
+"""The sampler keyword ``--step`` sets: the guidance step size of each sampler (none for ddim)."""
 TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "inpainting"),
                 "factor": ("--factor", "super_resolution"), "rt60": ("--rt60", "dereverberation"),
                 "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation")}
@@ -129,9 +129,14 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                        help="prompt of the unconditional branch of classifier-free guidance")
     group.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
                        help="classifier-free guidance scale (default 1: no guidance)")
+    group.add_argument("--step", type=positive_float, metavar="S",
+                       help="guidance step size: the normalised step rho of diffmusic, gamma of "
+                            "mpgd, zeta of dps, the guidance rate of dsg (default: tuned)")
     group.add_argument("--gamma", type=positive_float, metavar="G",
-                       help="guidance step size: gamma of diffmusic/mpgd, zeta of dps, the "
-                            "guidance rate of dsg (default: the sampler's)")
+                       help="diffmusic only: the paper's plain step z0 - G grad instead of the "
+                            "normalised one (with --eta 0: Algorithm 1 exactly)")
+    group.add_argument("--eta", type=float, metavar="E",
+                       help="DDIM noise of the sampler, 0 to 1 (default: the sampler's)")
     group.add_argument("--no-projection", dest="projection", action="store_false",
                        help="skip the measurement-consistency projection (the paper's raw output)")
     group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -152,10 +157,19 @@ def restore_settings(args: argparse.Namespace) -> dict:
     settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
                 "guidance_scale": args.cfg, "project": args.projection,
                 "prompts": args.prompt, "negative_prompt": args.negative_prompt}
-    if args.gamma is not None:
+    if args.step is not None:
         if args.sampler not in STEP_SIZE_PARAMETER:
-            raise CliError(f"--gamma: the {args.sampler} sampler takes no guidance step size")
-        settings[STEP_SIZE_PARAMETER[args.sampler]] = args.gamma
+            raise CliError(f"--step: the {args.sampler} sampler takes no guidance step size")
+        settings[STEP_SIZE_PARAMETER[args.sampler]] = args.step
+    if args.gamma is not None:
+        if args.sampler != "diffmusic":
+            raise CliError("--gamma is the diffmusic sampler's plain step; use --step for "
+                           f"{args.sampler}")
+        settings["gamma"] = args.gamma
+    if args.eta is not None:
+        if not 0 <= args.eta <= 1:
+            raise CliError(f"--eta must be between 0 and 1, got {args.eta}")
+        settings["eta"] = args.eta
     return settings
 
 
