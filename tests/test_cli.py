@@ -118,6 +118,21 @@ def test_restore_damaged_file_directly(inputs: Path, tmp_path: Path,
     assert record["padded_length"] == 17920 and record["operator"]["gaps"] == [[0.5, 0.7]]
 
 
+@pytest.mark.parametrize(("args", "settings"), [
+    (["--step", "0.2"], {"rho": 0.2, "gamma": None, "eta": 1.0}),
+    (["--gamma", "3000", "--eta", "0"], {"gamma": 3000.0, "eta": 0.0, "rho": None}),
+    (["--sampler", "dsg", "--step", "0.3"], {"guidance_rate": 0.3}),
+])
+def test_step_options_reach_the_sampler(args: list[str], settings: dict, inputs: Path,
+                                        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fixed.wav"
+    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
+                    "--gap", "0.5:0.7", "-o", out, *args, *FAST)
+    assert code == 0, err
+    recorded = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert {k: recorded.get(k) for k in settings} == settings
+
+
 @pytest.mark.parametrize(("task", "name", "args"), [
     ("phase_retrieval", "magnitude.npy", []),
     ("super_resolution", "low.wav", ["--factor", "4"]),
@@ -167,6 +182,10 @@ ERRORS = {
     "unknown prior": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "0.1:0.2",
                        "--prior", "no-such-prior"], "no-such-prior"),
     "one stem": (["degrade", "{in}/one_stem", "--task", "source_separation"], "at least two"),
+    "gamma of another sampler": (["restore", "{in}/damaged.wav", "--task", "inpainting",
+                                  "--sampler", "dps", "--gamma", "2"], "--gamma"),
+    "eta out of range": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--eta", "1.5"],
+                         "--eta"),
 }
 
 
