@@ -190,7 +190,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
         "gamma": gamma}
 
 
-def test_a_killed_tuning_run_resumes_without_redoing_finished_samplers(
+def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
     from diffmusic.bench.main import BenchOptions
@@ -224,6 +224,15 @@ def test_a_killed_tuning_run_resumes_without_redoing_finished_samplers(
     assert set(tuned["per_task"]["inpainting"]) == {"diffmusic", "mpgd"}
     assert tuned["scores"]["inpainting"]["mpgd"] == partial["scores"]["inpainting"]["mpgd"]
     assert not (opts.out / "tuned.partial.json").exists()
+    # a wider grid scores only its new values and may pick one of them
+    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0, 8.0)),
+                                       "diffmusic": ("gamma", (1.0, 3.0))})
+    calls.clear()
+    tune.tune(opts, RunConfig(steps=2))
+    assert calls == ["mpgd"]
+    wider = json.loads((opts.out / "tuned.json").read_text())["scores"]["inpainting"]
+    assert set(wider["mpgd"]) == {"0.5", "2.0", "8.0"}
+    assert wider["diffmusic"] == tuned["scores"]["inpainting"]["diffmusic"]
 
 
 @pytest.mark.parametrize("flags", [["--tune-data", "{data}"], ["--tune-data", "{valid}",

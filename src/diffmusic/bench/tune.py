@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("rho", (RHO / 2, RHO, RHO * 2)),
-    "mpgd": ("gamma", (GAMMA / 10, GAMMA, GAMMA * 10)),
-    "dps": ("zeta", (0.3, 1.0, 3.0)), "dsg": ("guidance_rate", (0.05, 0.2, 0.5)),
+    "diffmusic": ("rho", (RHO / 4, RHO / 2, RHO, RHO * 2)),
+    "mpgd": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
+    "dps": ("zeta", (0.3, 1.0, 3.0, 10.0)), "dsg": ("guidance_rate", (0.02, 0.05, 0.2, 0.5)),
 }
 """Sampler -> (step-size keyword, candidate values around the sampler's own default)."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
@@ -51,11 +51,27 @@ def _save(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
+def _previous(opts: BenchOptions, fresh: dict) -> dict:
+    """The scores of an earlier run on the same split, steps and clips (else ``fresh``).
+
+    A killed run left ``tuned.partial.json``; a finished one ``tuned.json``, whose scores a
+    wider grid reuses.
+    """
+    for name in ("tuned.partial.json", "tuned.json"):
+        path = opts.out / name
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if all(old.get(k) == fresh[k] for k in ("prior", "split", "steps", "clips")):
+                return old
+    return fresh
+
+
 def tune(opts: BenchOptions, config: RunConfig) -> Path:
     """Tune on ``opts.tune_data`` and write ``opts.out / "tuned.json"``; returns its path.
 
-    Every finished (task, sampler) is saved to ``tuned.partial.json`` at once, so a killed
-    tuning run resumes where it stopped (when split, steps and clip limit are unchanged).
+    Every scored grid value is saved to ``tuned.partial.json`` at once, so a killed tuning run
+    resumes where it stopped, and a run with a wider :data:`GRID` scores only the new values
+    (when split, steps and clip limit are unchanged).
     """
     from diffmusic.bench.main import load_clips
 
@@ -67,30 +83,30 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False,
                             sampler_kwargs={}))
     partial = opts.out / "tuned.partial.json"
-    fresh = {"prior": runner.prior.name, "split": _split_name(opts), "metric": {},
-             "steps": opts.steps, "clips": tune_opts.limit, "per_task": {}, "scores": {}}
-    tuned = json.loads(partial.read_text()) if partial.is_file() else fresh
-    if any(tuned[k] != fresh[k] for k in ("prior", "split", "steps", "clips")):
-        tuned = fresh
+    tuned = _previous(opts, {"prior": runner.prior.name, "split": _split_name(opts),
+                             "metric": {}, "steps": opts.steps, "clips": tune_opts.limit,
+                             "per_task": {}, "scores": {}})
     for task in opts.tasks or TASKS:
-        todo = [s for s in samplers if s not in tuned["per_task"].get(task, {})]
+        done = tuned["scores"].get(task, {})
+        todo = {s: [v for v in GRID[s][1] if str(v) not in done.get(s, {})] for s in samplers}
         try:
-            clips = load_clips(tune_opts, [task])[task] if todo else []
+            clips = load_clips(tune_opts, [task])[task] if any(todo.values()) else []
         except (AudioError, FileNotFoundError, NotADirectoryError):
             continue
+        scores = tuned["scores"].setdefault(task, {})
         metric, sign = METRIC.get(task, ("lsd", 1))
-        for sampler in todo:
+        tuned["metric"][task] = metric
+        for sampler in samplers:
             param, values = GRID[sampler]
-            means = {}
-            for value in tqdm(values, desc=f"tune {task} {sampler}", unit="value",
+            means = scores.setdefault(sampler, {})
+            for value in tqdm(todo[sampler], desc=f"tune {task} {sampler}", unit="value",
                               file=sys.stderr, disable=True if opts.quiet else None):
                 runner.config.sampler_kwargs = {task: {sampler: {param: value}}}
                 rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
-                means[value] = float(np.mean([r[metric] for r in rows]))
-            best = min(means, key=lambda v: sign * means[v])
+                means[str(value)] = float(np.mean([r[metric] for r in rows]))
+                _save(partial, tuned)
+            best = min(values, key=lambda v: sign * means[str(v)])
             tuned["per_task"].setdefault(task, {})[sampler] = {param: best}
-            tuned["scores"].setdefault(task, {})[sampler] = {str(v): m for v, m in means.items()}
-            tuned["metric"][task] = metric
             _save(partial, tuned)
     path = opts.out / "tuned.json"
     _save(path, tuned)
