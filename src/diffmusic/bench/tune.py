@@ -33,10 +33,14 @@ if TYPE_CHECKING:
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "diffmusic": ("rho", (RHO / 4, RHO / 2, RHO, RHO * 2)),
-    "mpgd": ("gamma", (GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
-    "dps": ("zeta", (0.3, 1.0, 3.0, 10.0)), "dsg": ("guidance_rate", (0.02, 0.05, 0.2, 0.5)),
+    "mpgd": ("gamma", (GAMMA / 1000, GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
+    "dps": ("zeta", (0.3, 1.0, 3.0, 10.0, 30.0)),
+    "dsg": ("guidance_rate", (0.02, 0.05, 0.2, 0.5)),
 }
-"""Sampler -> (step-size keyword, candidate values around the sampler's own default)."""
+"""Sampler -> (step-size keyword, candidate values around the sampler's own default).
+
+Widened where the embedded prior's tuning picked an edge (MPGD's smallest gamma and DPS's
+largest zeta, twice); a wider grid reuses the scores already in ``tuned.json``."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
