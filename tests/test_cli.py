@@ -133,6 +133,18 @@ def test_step_options_reach_the_sampler(args: list[str], settings: dict, inputs:
     assert {k: recorded.get(k) for k in settings} == settings
 
 
+@pytest.mark.parametrize(("flag", "target"), [([], -20.0), (["--level", "-30"], -30.0),
+                                             (["--level", "off"], None)])
+def test_level_option_is_recorded(flag: list[str], target: float | None, inputs: Path,
+                                  tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fixed.wav"
+    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
+                    "--gap", "0.5:0.7", "-o", out, *flag, *FAST)
+    assert code == 0, err
+    level = json.loads(out.with_suffix(".json").read_text())["level"]
+    assert level["target_dbfs"] == target and (target is not None or level["gain_db"] == [0.0])
+
+
 @pytest.mark.parametrize(("task", "name", "args"), [
     ("phase_retrieval", "magnitude.npy", []),
     ("super_resolution", "low.wav", ["--factor", "4"]),
@@ -186,6 +198,8 @@ ERRORS = {
                                   "--sampler", "dps", "--gamma", "2"], "--gamma"),
     "eta out of range": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--eta", "1.5"],
                          "--eta"),
+    "positive level": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--level", "3"],
+                       "--level"),
 }
 
 

@@ -245,3 +245,19 @@ def test_separation_mel_loss_prefers_the_true_stems(stems):
     y = op(stems)
     mel = log_mel(stems)
     assert (op.mel_loss(mel, y, MelConfig()) < op.mel_loss(mel.flip(0), y, MelConfig())).all()
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_operators_are_homogeneous_and_read_the_clean_level(name, clips):
+    op = SINGLE[name]()
+    y = op(clips)
+    torch.testing.assert_close(op(0.1 * clips), 0.1 * y, rtol=1e-4, atol=1e-6 * y.abs().max())
+    level_db = 20 * torch.log10(op.level(y) / clips.pow(2).mean(-1).sqrt())
+    # a reverberant measurement reads high by the tail's energy; lost samples read low
+    assert float(level_db.abs().max()) < 4.0, level_db
+
+
+def test_separation_level_is_the_mixture_level(stems):
+    op = SourceSeparation(RATE, N, ["vocals", "drums", "bass", "other"])
+    y = op(stems)
+    torch.testing.assert_close(op.level(y), y.pow(2).mean(-1).sqrt())

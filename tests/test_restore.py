@@ -87,3 +87,18 @@ def test_restore_rejects_unknown_sampler_and_wrong_rate(tiny, clip):
         restore(tiny, op, op(clip), sampler="nope")
     with pytest.raises(ValueError, match="Hz"):
         restore(tiny, Inpainting(8000, N, [(0.5, 0.7)]), op(clip))
+
+
+@pytest.mark.parametrize("task", OPERATORS)
+def test_level_normalisation_makes_restoration_scale_equivariant(task, tiny, clip):
+    op = OPERATORS[task]()
+    y = op(clip)
+    loud = restore(tiny, op, y, steps=2, seed=0)
+    quiet = restore(tiny, op, 1e-2 * y, steps=2, seed=0)
+    peak = loud.raw.abs().max()
+    torch.testing.assert_close(1e2 * quiet.raw, loud.raw, rtol=1e-3, atol=1e-5 * peak)
+    gains = quiet.record["level"]["gain_db"][0] - loud.record["level"]["gain_db"][0]
+    assert quiet.record["level"]["target_dbfs"] == -20.0 and abs(gains - 40.0) < 1e-3
+    as_is = restore(tiny, op, 1e-2 * y, steps=2, seed=0, level_db=None)
+    assert as_is.record["level"]["gain_db"] == [0.0]
+    assert not torch.allclose(1e2 * as_is.raw, loud.raw, atol=1e-3 * peak)

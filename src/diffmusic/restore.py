@@ -14,6 +14,15 @@ from diffmusic.samplers import SAMPLERS, Callback
 from diffmusic.tuning import TunedSource, load_tuned
 
 Prompts = str | Sequence[str | None] | None
+LEVEL_DB = -20.0
+"""RMS level in dBFS that :func:`restore` brings a measurement to before sampling.
+
+The embedded prior was trained on crops around -23 dBFS (music at a median of -17.6 dBFS, then
+0-10 dB of random attenuation); a quiet validation clip (-38.6 dBFS) inpainted at its own level
+scored LSD 0.466, brought to -20.6 dBFS 0.171.
+"""
+MAX_GAIN_DB = 40.0
+"""Largest boost or cut of the level normalisation (near-silent measurements stay quiet)."""
 
 
 @dataclass
@@ -49,11 +58,24 @@ def expand_prompts(prompts: Prompts, operator: Operator, batch: int) -> list[str
     return per_source * batch
 
 
+def level_gain(operator: Operator, y: Tensor, level_db: float | None) -> Tensor:
+    """Per-item gain that brings ``y`` to ``level_db`` dBFS (ones for ``None``), shape ``(B,)``."""
+    if level_db is None:
+        return torch.ones(y.shape[0], dtype=y.dtype, device=y.device)
+    level = 20 * torch.log10(operator.level(y).clamp_min(1e-10))
+    return 10 ** ((level_db - level).clamp(-MAX_GAIN_DB, MAX_GAIN_DB) / 20)
+
+
+def _per_item(gain: Tensor, like: Tensor) -> Tensor:
+    return gain.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+
+
 def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diffmusic",
             steps: int = 50, seed: int = 0, prompts: Prompts = None,
             guidance_scale: float = 1.0, negative_prompt: str | None = None,
             project: bool = True, callback: Callback | None = None,
-            tuned: TunedSource = None, **sampler_kwargs) -> Restoration:
+            tuned: TunedSource = None, level_db: float | None = LEVEL_DB,
+            **sampler_kwargs) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
     Args:
@@ -70,6 +92,9 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
         callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
         tuned: Where defaults of the sampler's hyper-parameters come from (see
             :func:`diffmusic.tuning.load_tuned`; ``False``: the sampler's own defaults).
+        level_db: Sample at this RMS level (dBFS, estimated by :meth:`Operator.level`) and
+            scale the result back, so quiet and loud recordings meet the prior at the level
+            it knows; ``None`` samples at the measurement's own level.
         **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...);
             they override the tuned defaults.
     """
@@ -82,10 +107,11 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
     defaults = load_tuned(prior.name, tuned)
-    sample = SAMPLERS[sampler](prior, operator, y, steps=steps, generator=generator, cond=cond,
-                               callback=callback,
+    gain = level_gain(operator, y, level_db)
+    sample = SAMPLERS[sampler](prior, operator, y * _per_item(gain, y), steps=steps,
+                               generator=generator, cond=cond, callback=callback,
                                **{**defaults.kwargs(operator.task, sampler), **sampler_kwargs})
-    raw = sample.wave.float()
+    raw = sample.wave.float() / _per_item(gain, sample.wave)
     with torch.no_grad():
         wave = operator.project(raw, y) if project else raw
         raw_loss = operator.loss(raw, y)
@@ -94,5 +120,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
               "prompts": prompts, "guidance_scale": guidance_scale,
               "negative_prompt": negative_prompt, "projection": project,
               "tuned_defaults": defaults.describe(),
+              "level": {"target_dbfs": level_db,
+                        "gain_db": (20 * torch.log10(gain)).tolist()},
               "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}
     return Restoration(wave, raw, record)

@@ -16,6 +16,7 @@ from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
 from diffmusic.longform import LATENT_HOP, round_up
 from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, SuperResolution, make_gaps
+from diffmusic.restore import LEVEL_DB
 from diffmusic.samplers import SAMPLERS
 
 SAMPLE_RATE = 16000
@@ -111,6 +112,20 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
                                 "vocals,drums,bass,other)")
 
 
+def level_type(text: str) -> float | None:
+    """``--level``: a level in dBFS (below 0), or ``off``."""
+    if text.lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level in dBFS or 'off', got {text!r}") \
+            from None
+    if not -80 <= value < 0:
+        raise argparse.ArgumentTypeError(f"a level must be in [-80, 0) dBFS, got {text}")
+    return value
+
+
 def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     """``--prior``, ``--steps``, ``--seed`` and the sampler settings of ``restore``."""
     group = parser.add_argument_group("sampling options")
@@ -137,6 +152,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             "normalised one (with --eta 0: Algorithm 1 exactly)")
     group.add_argument("--eta", type=float, metavar="E",
                        help="DDIM noise of the sampler, 0 to 1 (default: the sampler's)")
+    group.add_argument("--level", type=level_type, default=LEVEL_DB, metavar="DBFS|off",
+                       help="sample at this RMS level and scale the result back (default "
+                            f"{LEVEL_DB:g}; off: at the input's own level)")
     group.add_argument("--no-projection", dest="projection", action="store_false",
                        help="skip the measurement-consistency projection (the paper's raw output)")
     group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -155,7 +173,7 @@ def restore_settings(args: argparse.Namespace) -> dict:
     if args.cfg < 0 or not math.isfinite(args.cfg):
         raise CliError(f"--cfg must be a number >= 0, got {args.cfg}")
     settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
-                "guidance_scale": args.cfg, "project": args.projection,
+                "guidance_scale": args.cfg, "project": args.projection, "level_db": args.level,
                 "prompts": args.prompt, "negative_prompt": args.negative_prompt}
     if args.step is not None:
         if args.sampler not in STEP_SIZE_PARAMETER:

@@ -80,6 +80,18 @@ class Operator(nn.Module, ABC):
         norm = (torch.ones_like(diff) * weight).flatten(1).sum(1).clamp_min(1.0)
         return sq.sum(1) / norm
 
+    def level(self, y: Tensor) -> Tensor:
+        """RMS amplitude of the clean signal estimated from ``y``, shape ``(B,)``.
+
+        Every operator here is positively homogeneous (``A(c x) = c A(x)`` for ``c > 0``), so
+        :func:`diffmusic.restore.restore` can bring any measurement to the level the prior was
+        trained at and scale the restoration back. Audio measurements: the RMS of ``y`` where
+        :meth:`measurement_weight` counts (a reverberant or mixed ``y`` reads a few dB high).
+        """
+        weight = torch.ones_like(y) * self.measurement_weight()
+        energy = (y.pow(2) * weight).flatten(1).sum(1)
+        return (energy / weight.flatten(1).sum(1).clamp_min(1.0)).sqrt()
+
     def measurement_weight(self) -> Tensor | float:
         """Weights of the ``measurement`` loss (0 where ``y`` carries no information)."""
         return 1.0

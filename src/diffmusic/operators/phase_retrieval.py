@@ -43,6 +43,16 @@ class PhaseRetrieval(Operator):
     def features(self, y: Tensor) -> Tensor:
         return log_compress(y)
 
+    def level(self, y: Tensor) -> Tensor:
+        """RMS from the magnitudes by Parseval: ``sum |X|^2 ~ (n_fft sum w^2 / 2 hop) sum x^2``.
+
+        ``y`` holds the one-sided spectrum, hence the factor 2 (exact up to the DC and Nyquist
+        bins and the reflect-padded edges).
+        """
+        window_energy = torch.hann_window(self.n_fft, dtype=y.dtype, device=y.device).pow(2).sum()
+        energy = 2 * y.pow(2).flatten(1).sum(1) * self.hop_length / (self.n_fft * window_energy)
+        return (energy / self.num_samples).sqrt()
+
     def mel_target(self, y: Tensor, mel: MelConfig) -> tuple[Tensor, float]:
         fb = mel_filterbank(mel, y.dtype, y.device)
         mel_mag = (fb @ y).transpose(-1, -2)[..., : mel.frames(self.num_samples), :]
