@@ -30,8 +30,9 @@ RHO = 0.15
 the noise level ``sqrt(1 - a_t)`` (RMS per latent element).
 
 ``diffmusic bench --tune`` on the embedded prior's tuning split (2 clips per task, 25 steps,
-grid 0.0375 / 0.075 / 0.15 / 0.3) picked 0.15 for inpainting, phase retrieval, separation and
-dereverberation and 0.075 for super-resolution (shipped in ``assets/tuned/embedded.json``).
+grid 0.0375 / 0.075 / 0.15 / 0.3, measurements at -20 dBFS) picked 0.15 for inpainting and
+separation, 0.075 for super-resolution and 0.0375 for dereverberation and phase retrieval (flat
+there: LSD 0.072-0.074); the per-task values ship in ``assets/tuned/embedded.json``.
 """
 ETA = 1.0
 """Default DDIM noise of DiffMusic: fresh noise lets the UNet pull a guided latent back to the
