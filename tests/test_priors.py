@@ -68,3 +68,14 @@ def test_gaussian_prior_samples_have_its_covariance():
 def test_unknown_prior_says_what_exists():
     with pytest.raises(PriorNotFound, match="tiny"):
         load_prior("no-such-prior")
+
+
+def test_embedded_prior_runs_in_bfloat16_close_to_float32():
+    z = torch.randn(1, 8, 32, 16, generator=torch.Generator().manual_seed(0))
+    waves = []
+    for dtype in (torch.float32, torch.bfloat16):
+        prior = load_prior("embedded", dtype=dtype)
+        with torch.no_grad():
+            waves.append(prior.vocode(prior.decode(z)))
+    assert waves[1].dtype == torch.float32
+    assert float((waves[1] - waves[0]).norm() / waves[0].norm()) < 0.1

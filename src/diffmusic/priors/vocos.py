@@ -129,7 +129,9 @@ class VocosVocoder(nn.Module):
         log_mag, phase = self.head(self.norm_out(h.transpose(1, 2))).transpose(1, 2).chunk(2, 1)
         if self.config.mel_skip:
             log_mag = log_mag + self.smooth_log_magnitude(mel)
-        magnitude = torch.exp(log_mag.clamp(max=self.config.max_log_magnitude))
+        # the inverse STFT runs in float32 (complex tensors have no bfloat16 kind)
+        magnitude = torch.exp(log_mag.float().clamp(max=self.config.max_log_magnitude))
+        phase = phase.float()
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
 
     def forward(self, mel: Tensor) -> Tensor:
