@@ -118,6 +118,16 @@ def test_restore_damaged_file_directly(inputs: Path, tmp_path: Path,
     assert record["padded_length"] == 17920 and record["operator"]["gaps"] == [[0.5, 0.7]]
 
 
+def inpainting_record(capsys: pytest.CaptureFixture, inputs: Path, tmp_path: Path,
+                      args: list[str]) -> dict:
+    """The JSON record of restoring the damaged file's gap with extra CLI ``args``."""
+    out = tmp_path / "fixed.wav"
+    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
+                    "--gap", "0.5:0.7", "-o", out, *args, *FAST)
+    assert code == 0, err
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 @pytest.mark.parametrize(("args", "settings"), [
     (["--step", "0.2"], {"rho": 0.2, "gamma": None, "eta": 1.0}),
     (["--gamma", "3000", "--eta", "0"], {"gamma": 3000.0, "eta": 0.0, "rho": None}),
@@ -125,11 +135,7 @@ def test_restore_damaged_file_directly(inputs: Path, tmp_path: Path,
 ])
 def test_step_options_reach_the_sampler(args: list[str], settings: dict, inputs: Path,
                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "fixed.wav"
-    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
-                    "--gap", "0.5:0.7", "-o", out, *args, *FAST)
-    assert code == 0, err
-    recorded = json.loads(out.with_suffix(".json").read_text())["settings"]
+    recorded = inpainting_record(capsys, inputs, tmp_path, args)["settings"]
     assert {k: recorded.get(k) for k in settings} == settings
 
 
@@ -137,11 +143,7 @@ def test_step_options_reach_the_sampler(args: list[str], settings: dict, inputs:
                                              (["--level", "off"], None)])
 def test_level_option_is_recorded(flag: list[str], target: float | None, inputs: Path,
                                   tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "fixed.wav"
-    code, err = run(capsys, "restore", inputs / "damaged.wav", "--task", "inpainting",
-                    "--gap", "0.5:0.7", "-o", out, *flag, *FAST)
-    assert code == 0, err
-    level = json.loads(out.with_suffix(".json").read_text())["level"]
+    level = inpainting_record(capsys, inputs, tmp_path, flag)["level"]
     assert level["target_dbfs"] == target and (target is not None or level["gain_db"] == [0.0])
 
 
