@@ -19,11 +19,12 @@ from diffmusic.operators import Operator
 from diffmusic.priors.base import Condition, Prior
 
 GAMMA = 3e4
-"""Default MPGD step size for the per-item mean-squared losses of the operators (and DiffMusic's
-when it takes the paper's plain step, ``gamma=...``).
+"""Default MPGD step size for the per-item mean-squared losses of the operators.
 
 Chosen on one validation clip of the embedded prior (inpainting, 20 steps: LSD of the projected
-output 0.45 at 1e4, 0.44 at 3e4 and 1e5, 0.46 at 3e5); ``diffmusic bench --tune`` refines it.
+output 0.45 at 1e4, 0.44 at 3e4 and 1e5, 0.46 at 3e5); ``diffmusic bench --tune`` refines it
+(on the embedded prior it picked 300 for most tasks once the grid reached that far). DiffMusic's
+plain step (``gamma=...``) has no default: the paper's algorithm needs a value per task.
 """
 RHO = 0.15
 """Default DiffMusic normalised step: the guidance moves ``sqrt(a_t) z0`` by this fraction of
