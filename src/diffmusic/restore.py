@@ -58,12 +58,12 @@ def expand_prompts(prompts: Prompts, operator: Operator, batch: int) -> list[str
     return per_source * batch
 
 
-def level_gain(operator: Operator, y: Tensor, level_db: float | None) -> Tensor:
-    """Per-item gain that brings ``y`` to ``level_db`` dBFS (ones for ``None``), shape ``(B,)``."""
+def level_gain_db(operator: Operator, y: Tensor, level_db: float | None) -> Tensor:
+    """Per-item gain in dB that brings ``y`` to ``level_db`` dBFS (zeros for ``None``), ``(B,)``."""
     if level_db is None:
-        return torch.ones(y.shape[0], dtype=y.dtype, device=y.device)
+        return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
     level = 20 * torch.log10(operator.level(y).clamp_min(1e-10))
-    return 10 ** ((level_db - level).clamp(-MAX_GAIN_DB, MAX_GAIN_DB) / 20)
+    return (level_db - level).clamp(-MAX_GAIN_DB, MAX_GAIN_DB)
 
 
 def _per_item(gain: Tensor, like: Tensor) -> Tensor:
@@ -107,7 +107,8 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
     defaults = load_tuned(prior.name, tuned)
-    gain = level_gain(operator, y, level_db)
+    gain_db = level_gain_db(operator, y, level_db)
+    gain = 10 ** (gain_db / 20)
     sample = SAMPLERS[sampler](prior, operator, y * _per_item(gain, y), steps=steps,
                                generator=generator, cond=cond, callback=callback,
                                **{**defaults.kwargs(operator.task, sampler), **sampler_kwargs})
@@ -121,6 +122,6 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
               "negative_prompt": negative_prompt, "projection": project,
               "tuned_defaults": defaults.describe(),
               "level": {"target_dbfs": level_db,
-                        "gain_db": (20 * torch.log10(gain)).tolist()},
+                        "gain_db": gain_db.tolist()},
               "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}
     return Restoration(wave, raw, record)

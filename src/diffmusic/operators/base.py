@@ -15,6 +15,12 @@ LossDomain = Literal["measurement", "logmel"]
 Baseline = Callable[[Tensor], Tensor]
 
 
+def weighted_mean(values: Tensor, weight: Tensor | float) -> Tensor:
+    """Mean of ``values`` ``(B, ...)`` under 0/1 ``weight`` (broadcastable), shape ``(B,)``."""
+    weight = torch.ones_like(values) * weight
+    return (values * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1.0)
+
+
 class Operator(nn.Module, ABC):
     """A differentiable measurement ``y = A(x)`` with its loss, projection and classical baseline.
 
@@ -76,9 +82,7 @@ class Operator(nn.Module, ABC):
             diff, weight = pred - y, self.measurement_weight()
         else:
             diff, weight = self.features(pred) - self.features(y), self.feature_weight(y)
-        sq = (diff.pow(2) * weight).flatten(1)
-        norm = (torch.ones_like(diff) * weight).flatten(1).sum(1).clamp_min(1.0)
-        return sq.sum(1) / norm
+        return weighted_mean(diff.pow(2), weight)
 
     def level(self, y: Tensor) -> Tensor:
         """RMS amplitude of the clean signal estimated from ``y``, shape ``(B,)``.
@@ -88,9 +92,7 @@ class Operator(nn.Module, ABC):
         trained at and scale the restoration back. Audio measurements: the RMS of ``y`` where
         :meth:`measurement_weight` counts (a reverberant or mixed ``y`` reads a few dB high).
         """
-        weight = torch.ones_like(y) * self.measurement_weight()
-        energy = (y.pow(2) * weight).flatten(1).sum(1)
-        return (energy / weight.flatten(1).sum(1).clamp_min(1.0)).sqrt()
+        return weighted_mean(y.pow(2), self.measurement_weight()).sqrt()
 
     def measurement_weight(self) -> Tensor | float:
         """Weights of the ``measurement`` loss (0 where ``y`` carries no information)."""
@@ -109,8 +111,7 @@ class Operator(nn.Module, ABC):
         """
         target, weight = self.mel_target(y, mel)
         diff = self.mel_forward(mel_hat)[..., : target.shape[-2], :] - target
-        diff = diff * weight
-        return diff.pow(2).flatten(1).sum(1) / (torch.ones_like(diff) * weight).flatten(1).sum(1)
+        return weighted_mean(diff.pow(2), weight)
 
     def mel_forward(self, mel_hat: Tensor) -> Tensor:
         """How the measurement acts in the log-mel domain (identity for a single source)."""
