@@ -163,6 +163,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     from diffmusic.tuning import load_tuned
 
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
+    monkeypatch.setattr(tune, "GUIDANCE", {"source_separation": (3.0,)})
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     _write(tmp_path / "test" / "t.wav", _noise(6, N // 2))
     out = tmp_path / "out"
@@ -178,10 +179,19 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
         scores = tuned["scores"][task]["mpgd"]
         assert set(scores) == {"0.5", "2.0"}
         assert tuned["per_task"][task]["mpgd"]["gamma"] == float(pick(scores, key=scores.get))
+    # separation then tries guidance scales at its chosen step size
+    sep = tuned["per_task"]["source_separation"]["mpgd"]
+    by_scale = tuned["scores"]["source_separation"][f"mpgd guidance_scale at gamma={sep['gamma']}"]
+    assert by_scale["1.0"] == tuned["scores"]["source_separation"]["mpgd"][str(sep["gamma"])]
+    assert set(by_scale) == {"1.0", "3.0"}
+    assert sep.get("guidance_scale", 1.0) == float(max(by_scale, key=by_scale.get))
+    assert "guidance_scale" not in tuned["per_task"]["inpainting"]["mpgd"]
     gamma = tuned["per_task"]["inpainting"]["mpgd"]["gamma"]
     with Store(out / "results.sqlite") as store:
-        row = next(r for r in store.rows() if r["method"] == "mpgd"
-                   and r["task"] == "inpainting")
+        rows = [r for r in store.rows() if r["method"] == "mpgd"]
+    row = next(r for r in rows if r["task"] == "inpainting")
+    assert next(r for r in rows if r["task"] == "source_separation")["settings"][
+        "guidance_scale"] == sep.get("guidance_scale", 1.0)
     split = f"{tmp_path / 'valid'}, {tmp_path / 'valid_songs'}"
     assert row["clip"] == "t" and row["settings"]["sampler_settings"]["gamma"] == gamma
     assert row["settings"]["tuned_on"] == split

@@ -44,6 +44,23 @@ def test_restore_takes_the_step_size_from_the_tuned_file(tiny, tmp_path, monkeyp
     assert _rho(tiny, tuned=path)[0] == 0.42
 
 
+def test_restore_takes_the_guidance_scale_from_the_tuned_file(tiny, tmp_path):
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"prior": "tiny", "per_task": {
+        "inpainting": {"diffmusic": {"rho": 0.2, "guidance_scale": 2.5}}}}))
+    op = Inpainting(RATE, N, [(0.5, 0.7)])
+    y = op(music_like(2, N)[None])
+
+    def settings(**kwargs) -> tuple[float, dict]:
+        rec = restore(tiny, op, y, steps=2, **{"tuned": path, **kwargs}).record
+        return rec["guidance_scale"], rec["settings"]
+
+    scale, sampler_settings = settings()
+    assert scale == 2.5 and sampler_settings["rho"] == 0.2  # not passed on to the sampler
+    assert settings(guidance_scale=1.0)[0] == 1.0  # an explicit scale wins
+    assert settings(tuned=False)[0] == 1.0
+
+
 def test_a_file_tuned_for_another_prior_is_refused(tiny, tmp_path):
     path = _write_tuned(tmp_path / "tuned.json", "embedded", 1.0)
     with pytest.raises(ValueError, match="tuned for the embedded prior"):

@@ -72,7 +72,7 @@ def _per_item(gain: Tensor, like: Tensor) -> Tensor:
 
 def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diffmusic",
             steps: int = 50, seed: int = 0, prompts: Prompts = None,
-            guidance_scale: float = 1.0, negative_prompt: str | None = None,
+            guidance_scale: float | None = None, negative_prompt: str | None = None,
             project: bool = True, callback: Callback | None = None,
             tuned: TunedSource = None, level_db: float | None = LEVEL_DB,
             **sampler_kwargs) -> Restoration:
@@ -86,7 +86,8 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
         steps: Number of sampling steps (at least 2).
         seed: Seed of the sampler's generator (recorded).
         prompts: Text prompts / stem labels (see :func:`expand_prompts`).
-        guidance_scale: Classifier-free guidance scale (1: no guidance).
+        guidance_scale: Classifier-free guidance scale (1: no guidance; ``None``: the tuned
+            ``guidance_scale`` of the task and sampler, else 1).
         negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
         project: Apply :meth:`Operator.project` to the sampler's output.
         callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
@@ -104,14 +105,16 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
         raise ValueError(f"operator at {operator.sample_rate} Hz but prior at "
                          f"{prior.sample_rate} Hz")
     generator = torch.Generator(device=prior.device).manual_seed(seed)
+    defaults = load_tuned(prior.name, tuned)
+    kwargs = {**defaults.kwargs(operator.task, sampler), **sampler_kwargs}
+    tuned_scale = kwargs.pop("guidance_scale", 1.0)
+    guidance_scale = tuned_scale if guidance_scale is None else guidance_scale
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
-    defaults = load_tuned(prior.name, tuned)
     gain_db = level_gain_db(operator, y, level_db)
     gain = 10 ** (gain_db / 20)
     sample = SAMPLERS[sampler](prior, operator, y * _per_item(gain, y), steps=steps,
-                               generator=generator, cond=cond, callback=callback,
-                               **{**defaults.kwargs(operator.task, sampler), **sampler_kwargs})
+                               generator=generator, cond=cond, callback=callback, **kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave)
     with torch.no_grad():
         wave = operator.project(raw, y) if project else raw

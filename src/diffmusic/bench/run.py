@@ -164,7 +164,8 @@ class Runner:
                       seed=job.seed, tuned=self.config.tuned, **kwargs)
         rec = out.record
         settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
-                    "sampler_settings": rec["settings"], "prior": rec["prior"],
+                    "sampler_settings": rec["settings"], "guidance_scale": rec["guidance_scale"],
+                    "prior": rec["prior"],
                     "tuned_on": (rec["tuned_defaults"] or {}).get("split")}
         return out.wave[0], out.raw[0], settings
 

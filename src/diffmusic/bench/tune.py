@@ -12,9 +12,11 @@ songs with stems.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +43,11 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
 
 Widened where the embedded prior's tuning picked an edge (MPGD's smallest gamma and DPS's
 largest zeta, twice); a wider grid reuses the scores already in ``tuned.json``."""
+GUIDANCE: dict[str, tuple[float, ...]] = {"source_separation": (2.0, 4.0)}
+"""Task -> classifier-free guidance scales tried besides 1, at each sampler's chosen step size.
+
+Separation conditions every source on its stem class; guidance strengthens what the class
+means (on the embedded prior, scale 3 raised DiffMusic's SI-SDRi on the test songs by 2.2 dB)."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
@@ -70,6 +77,46 @@ def _previous(opts: BenchOptions, fresh: dict) -> dict:
     return fresh
 
 
+def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[], list],
+               tuned: dict, partial: Path, quiet: bool) -> None:
+    """Each sampler's best step size of :data:`GRID`, then its best :data:`GUIDANCE` scale.
+
+    Scores are read from and written to ``tuned["scores"][task]``: under the sampler's name
+    for step sizes, under ``"SAMPLER guidance_scale at PARAM=VALUE"`` for guidance scales at
+    that step size. ``tuned`` is saved to ``partial`` after every value and every choice;
+    ``clips()`` loads the tuning clips (only called when something is left to score).
+    """
+    scores = tuned["scores"].setdefault(task, {})
+    metric, sign = METRIC.get(task, ("lsd", 1))
+
+    def best(sampler: str, means: dict[str, float], values: tuple[float, ...],
+             kwargs_of: Callable[[float], dict], desc: str) -> float:
+        for value in tqdm([v for v in values if str(v) not in means], desc=desc, unit="value",
+                          file=sys.stderr, disable=True if quiet else None):
+            runner.config.sampler_kwargs = {task: {sampler: kwargs_of(value)}}
+            rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips()]
+            means[str(value)] = float(np.mean([r[metric] for r in rows]))
+            _save(partial, tuned)
+        return min(values, key=lambda v: sign * means[str(v)])
+
+    for sampler in samplers:
+        param, values = GRID[sampler]
+        means = scores.setdefault(sampler, {})
+        step = best(sampler, means, values, lambda v, p=param: {p: v}, f"tune {task} {sampler}")
+        choice = {param: step}
+        if task in GUIDANCE:
+            g_means = scores.setdefault(f"{sampler} guidance_scale at {param}={step}",
+                                        {str(1.0): means[str(step)]})
+            scale = best(sampler, g_means, (1.0, *GUIDANCE[task]),
+                         lambda g, p=param, v=step: {p: v, "guidance_scale": g},
+                         f"tune {task} {sampler} guidance")
+            if scale != 1.0:
+                choice["guidance_scale"] = scale
+        tuned["metric"][task] = metric
+        tuned["per_task"].setdefault(task, {})[sampler] = choice
+        _save(partial, tuned)
+
+
 def tune(opts: BenchOptions, config: RunConfig) -> Path:
     """Tune on ``opts.tune_data`` and write ``opts.out / "tuned.json"``; returns its path.
 
@@ -91,27 +138,12 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
                              "metric": {}, "steps": opts.steps, "clips": tune_opts.limit,
                              "per_task": {}, "scores": {}})
     for task in opts.tasks or TASKS:
-        done = tuned["scores"].get(task, {})
-        todo = {s: [v for v in GRID[s][1] if str(v) not in done.get(s, {})] for s in samplers}
+        clips = functools.cache(lambda t=task: load_clips(tune_opts, [t])[t])
         try:
-            clips = load_clips(tune_opts, [task])[task] if any(todo.values()) else []
+            _tune_task(task, samplers, runner, clips, tuned, partial, opts.quiet)
         except (AudioError, FileNotFoundError, NotADirectoryError):
-            continue
-        scores = tuned["scores"].setdefault(task, {})
-        metric, sign = METRIC.get(task, ("lsd", 1))
-        tuned["metric"][task] = metric
-        for sampler in samplers:
-            param, values = GRID[sampler]
-            means = scores.setdefault(sampler, {})
-            for value in tqdm(todo[sampler], desc=f"tune {task} {sampler}", unit="value",
-                              file=sys.stderr, disable=True if opts.quiet else None):
-                runner.config.sampler_kwargs = {task: {sampler: {param: value}}}
-                rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
-                means[str(value)] = float(np.mean([r[metric] for r in rows]))
-                _save(partial, tuned)
-            best = min(values, key=lambda v: sign * means[str(v)])
-            tuned["per_task"].setdefault(task, {})[sampler] = {param: best}
-            _save(partial, tuned)
+            if not any(tuned["scores"].get(task, {}).values()):
+                tuned["scores"].pop(task, None)  # no clips for this task: nothing was scored
     path = opts.out / "tuned.json"
     _save(path, tuned)
     partial.unlink(missing_ok=True)

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     clip, origin = demo_clip(CLIP_SAMPLES, SAMPLE_RATE)
     stems = synth_stems(CLIP_SAMPLES, SAMPLE_RATE)
     settings = {"sampler": "diffmusic", "steps": args.steps, "seed": args.seed,
-                "prompts": None, "guidance_scale": 1.0, "project": True}
+                "prompts": None, "guidance_scale": None, "project": True}
     stem_clip = torch.stack(list(stems.values()))[None]
     sections, metrics = [], {}
     for task in TASKS:

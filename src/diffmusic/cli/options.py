@@ -142,8 +142,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             "source names for separation, none otherwise)")
     group.add_argument("--negative-prompt", metavar="TEXT",
                        help="prompt of the unconditional branch of classifier-free guidance")
-    group.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
-                       help="classifier-free guidance scale (default 1: no guidance)")
+    group.add_argument("--cfg", type=float, metavar="SCALE",
+                       help="classifier-free guidance scale, 1: none (default: tuned, else 1)")
     group.add_argument("--step", type=positive_float, metavar="S",
                        help="guidance step size: the normalised step rho of diffmusic, gamma of "
                             "mpgd, zeta of dps, the guidance rate of dsg (default: tuned)")
@@ -170,7 +170,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
 
 def restore_settings(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`diffmusic.restore.restore` from parsed sampling options."""
-    if args.cfg < 0 or not math.isfinite(args.cfg):
+    if args.cfg is not None and (args.cfg < 0 or not math.isfinite(args.cfg)):
         raise CliError(f"--cfg must be a number >= 0, got {args.cfg}")
     settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
                 "guidance_scale": args.cfg, "project": args.projection, "level_db": args.level,
