@@ -170,6 +170,15 @@ def test_separation_projection_is_exactly_consistent(stems):
         assert rel(op(op.baseline(y, name)), y) < 1e-4
 
 
+def test_separation_projection_masks_the_mixture_by_the_estimates_energy(stems):
+    op = SourceSeparation(RATE, N)
+    y = op(stems)
+    # only the estimates' magnitudes count: sources of the opposite sign (phase off by pi) give
+    # the same output, which adding the shared residual to them would not
+    assert torch.equal(op.project(-stems, y), op.project(stems, y))
+    assert rel(op.project(-stems, y), stems) < 0.5 < rel(op.mixture(y), stems)
+
+
 def test_separation_masking_puts_low_notes_in_bass():
     t = torch.arange(N) / RATE
     bass, lead = torch.sin(2 * torch.pi * 80 * t), torch.sin(2 * torch.pi * 880 * t)

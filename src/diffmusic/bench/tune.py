@@ -34,15 +34,16 @@ if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
 
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("rho", (RHO / 4, RHO / 2, RHO, RHO * 2)),
+    "diffmusic": ("rho", (RHO / 8, RHO / 4, RHO / 2, RHO, RHO * 2)),
     "mpgd": ("gamma", (GAMMA / 1000, GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
     "dps": ("zeta", (0.3, 1.0, 3.0, 10.0, 30.0)),
-    "dsg": ("guidance_rate", (0.02, 0.05, 0.2, 0.5)),
+    "dsg": ("guidance_rate", (0.005, 0.01, 0.02, 0.05, 0.2, 0.5)),
 }
 """Sampler -> (step-size keyword, candidate values around the sampler's own default).
 
 Widened where the embedded prior's tuning picked an edge (MPGD's smallest gamma and DPS's
-largest zeta, twice); a wider grid reuses the scores already in ``tuned.json``."""
+largest zeta, twice; DiffMusic's smallest rho and DSG's smallest guidance rate); a wider grid
+reuses the scores already in ``tuned.json``."""
 GUIDANCE: dict[str, tuple[float, ...]] = {"source_separation": (2.0, 4.0)}
 """Task -> classifier-free guidance scales tried besides 1, at each sampler's chosen step size.
 
