@@ -264,10 +264,15 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
         assert png in page and (tmp_path / png).stat().st_size > 1000
     for task in TASK_ARGS:
         assert (tmp_path / task / "measurement.json").is_file()
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = summary["metrics"]
     assert set(metrics) == set(TASK_ARGS)
     assert all(np.isfinite(v) for task in metrics.values() for row in task.values()
                for v in row.values())
+    # the settings each task actually ran with (tuned step size, guidance scale)
+    assert set(summary["sampler_settings"]) == set(TASK_ARGS)
+    assert all(used["guidance_scale"] >= 1 and used["rho"] > 0
+               for used in summary["sampler_settings"].values())
 
 
 def test_degrade_writes_measurements_longer_than_a_window_and_restore_takes_them(

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"sampler": "diffmusic", "steps": args.steps, "seed": args.seed,
                 "prompts": None, "guidance_scale": None, "project": True}
     stem_clip = torch.stack(list(stems.values()))[None]
-    sections, metrics = [], {}
+    sections, metrics, used = [], {}, {}
     for task in TASKS:
         separation = task == "source_separation"
         task_run = run_task(task, out, prior, stem_clip if separation else clip,
@@ -197,9 +197,12 @@ def run(args: argparse.Namespace) -> int:
         report = separation_section if separation else single_source_section
         section, metrics[task] = report(task_run)
         sections.append(section)
+        record = task_run.result.record
+        used[task] = {"guidance_scale": record["guidance_scale"], **record["settings"]}
     seconds = time.perf_counter() - start
     summary = {"diffmusic_version": package_version(), "prior": prior.name, "clip": origin,
-               **settings, "seconds": seconds, "metrics_settings": METRICS_TEXT,
+               **{k: v for k, v in settings.items() if k != "guidance_scale"},
+               "sampler_settings": used, "seconds": seconds, "metrics_settings": METRICS_TEXT,
                "metrics": metrics}
     write_json(out / "metrics.json", summary)
     write_html(out / "index.html", "diffmusic demo", intro_text(prior, settings, origin), sections)
