@@ -19,6 +19,7 @@ from signals import music_like
 
 from diffmusic.cli import demo, main
 from diffmusic.operators import PhaseRetrieval
+from diffmusic.samplers import RHO
 
 RATE = 16000
 DURATION = 1.3
@@ -269,9 +270,12 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
     assert set(metrics) == set(TASK_ARGS)
     assert all(np.isfinite(v) for task in metrics.values() for row in task.values()
                for v in row.values())
-    # the settings each task actually ran with (tuned step size, guidance scale)
+    # the settings each task actually ran with (tuned step size, guidance scale): the tiny prior
+    # ships no tuned file, so the sampler's own defaults
     assert set(summary["sampler_settings"]) == set(TASK_ARGS)
     assert all(used["guidance_scale"] >= 1 and used["rho"] > 0
+               for used in summary["sampler_settings"].values())
+    assert all(used["guidance_scale"] == 1.0 and used["rho"] == RHO
                for used in summary["sampler_settings"].values())
 
 

@@ -23,7 +23,7 @@ GAMMA = 3e4
 
 Chosen on one validation clip of the embedded prior (inpainting, 20 steps: LSD of the projected
 output 0.45 at 1e4, 0.44 at 3e4 and 1e5, 0.46 at 3e5); ``diffmusic bench --tune`` refines it
-(on the embedded prior it picked 300 for most tasks once the grid reached that far). DiffMusic's
+per task (on the embedded prior anywhere from 30 to 3e5 over the five tasks). DiffMusic's
 plain step (``gamma=...``) has no default: the paper's algorithm needs a value per task.
 """
 RHO = 0.15
@@ -31,9 +31,9 @@ RHO = 0.15
 the noise level ``sqrt(1 - a_t)`` (RMS per latent element).
 
 ``diffmusic bench --tune`` on the embedded prior's tuning split (2 clips per task, 25 steps,
-grid 0.0375 / 0.075 / 0.15 / 0.3, measurements at -20 dBFS) picked 0.15 for inpainting and
-separation, 0.075 for super-resolution and 0.0375 for dereverberation and phase retrieval (flat
-there: LSD 0.072-0.074); the per-task values ship in ``assets/tuned/embedded.json``.
+grid 0.01875-0.3, measurements at -20 dBFS, 7,069-step weights) picked 0.075 for inpainting and
+separation, 0.0375 for super-resolution, 0.01875 for dereverberation and 0.3 for phase retrieval
+(flat there: LSD 0.071-0.074); the per-task values ship in ``assets/tuned/embedded.json``.
 """
 ETA = 1.0
 """Default DDIM noise of DiffMusic: fresh noise lets the UNet pull a guided latent back to the

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     clip, origin = demo_clip(CLIP_SAMPLES, SAMPLE_RATE)
     stems = synth_stems(CLIP_SAMPLES, SAMPLE_RATE)
     settings = {"sampler": "diffmusic", "steps": args.steps, "seed": args.seed,
-                "prompts": None, "guidance_scale": None, "project": True}
+                "prompts": None, "project": True}
     stem_clip = torch.stack(list(stems.values()))[None]
     sections, metrics, used = [], {}, {}
     for task in TASKS:
@@ -201,9 +201,8 @@ def run(args: argparse.Namespace) -> int:
         used[task] = {"guidance_scale": record["guidance_scale"], **record["settings"]}
     seconds = time.perf_counter() - start
     summary = {"diffmusic_version": package_version(), "prior": prior.name, "clip": origin,
-               **{k: v for k, v in settings.items() if k != "guidance_scale"},
-               "sampler_settings": used, "seconds": seconds, "metrics_settings": METRICS_TEXT,
-               "metrics": metrics}
+               **settings, "sampler_settings": used, "seconds": seconds,
+               "metrics_settings": METRICS_TEXT, "metrics": metrics}
     write_json(out / "metrics.json", summary)
     write_html(out / "index.html", "diffmusic demo", intro_text(prior, settings, origin), sections)
     if not args.quiet:
