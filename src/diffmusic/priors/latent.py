@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.priors.base import Prior
+from diffmusic.priors.subpixel import use_subpixel_upsampling
 
 UnetKwargs = dict[str, Tensor]
 Conditioner = Callable[[Sequence[str | None]], UnetKwargs]
@@ -82,6 +83,7 @@ class LatentDiffusionPrior(Prior):
         self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
         for module in (self.unet, self.vae, self.vocoder):
             module.requires_grad_(False)
+            use_subpixel_upsampling(module)
         self.alphas_cumprod = alphas_cumprod.double().cpu()
         self.conditioner = conditioner
         self.mel = mel
