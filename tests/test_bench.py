@@ -164,6 +164,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
 
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
     monkeypatch.setattr(tune, "GUIDANCE", {"source_separation": (3.0,)})
+    monkeypatch.setattr(tune, "WARM_START", (0.5,))
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     _write(tmp_path / "test" / "t.wav", _noise(6, N // 2))
     out = tmp_path / "out"
@@ -186,7 +187,16 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     assert set(by_scale) == {"1.0", "3.0"}
     assert sep.get("guidance_scale", 1.0) == float(max(by_scale, key=by_scale.get))
     assert "guidance_scale" not in tuned["per_task"]["inpainting"]["mpgd"]
-    gamma = tuned["per_task"]["inpainting"]["mpgd"]["gamma"]
+    # every task then tries a warm start at the choices made so far
+    inpainting = tuned["per_task"]["inpainting"]["mpgd"]
+    gamma = inpainting["gamma"]
+    by_start = tuned["scores"]["inpainting"][f"mpgd warm_start at gamma={gamma}"]
+    assert by_start["1.0"] == tuned["scores"]["inpainting"]["mpgd"][str(gamma)]
+    assert set(by_start) == {"1.0", "0.5"}
+    assert inpainting.get("warm_start", 1.0) == float(min(by_start, key=by_start.get))
+    sep_at = ", ".join(f"{k}={v}" for k, v in sep.items() if k != "warm_start")
+    assert set(tuned["scores"]["source_separation"][f"mpgd warm_start at {sep_at}"]) == {
+        "1.0", "0.5"}
     with Store(out / "results.sqlite") as store:
         rows = [r for r in store.rows() if r["method"] == "mpgd"]
     row = next(r for r in rows if r["task"] == "inpainting")
@@ -196,8 +206,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     assert row["clip"] == "t" and row["settings"]["sampler_settings"]["gamma"] == gamma
     assert row["settings"]["tuned_on"] == split
     assert split in (out / "table.md").read_text()
-    assert load_tuned("embedded", out / "tuned.json").kwargs("inpainting", "mpgd") == {
-        "gamma": gamma}
+    assert load_tuned("embedded", out / "tuned.json").kwargs("inpainting", "mpgd") == inpainting
 
 
 def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(

@@ -133,6 +133,7 @@ def inpainting_record(capsys: pytest.CaptureFixture, inputs: Path, tmp_path: Pat
     (["--step", "0.2"], {"rho": 0.2, "gamma": None, "eta": 1.0}),
     (["--gamma", "3000", "--eta", "0"], {"gamma": 3000.0, "eta": 0.0, "rho": None}),
     (["--sampler", "dsg", "--step", "0.3"], {"guidance_rate": 0.3}),
+    (["--warm-start", "0.5"], {"warm_start": 0.5}),
 ])
 def test_step_options_reach_the_sampler(args: list[str], settings: dict, inputs: Path,
                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -201,6 +202,8 @@ ERRORS = {
                                   "--sampler", "dps", "--gamma", "2"], "--gamma"),
     "eta out of range": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--eta", "1.5"],
                          "--eta"),
+    "warm start out of range": (["restore", "{in}/damaged.wav", "--task", "inpainting",
+                                 "--warm-start", "0"], "--warm-start"),
     "positive level": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--level", "3"],
                        "--level"),
 }

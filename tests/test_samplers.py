@@ -7,6 +7,7 @@ from diffmusic.operators import Inpainting, SuperResolution
 from diffmusic.priors.gaussian import GaussianPrior
 from diffmusic.samplers import (
     SAMPLERS,
+    WarmStart,
     normalized_step,
     sample_ddim,
     sample_diffmusic,
@@ -131,3 +132,25 @@ def test_a_larger_normalized_step_agrees_more_with_the_measurement(gaussian):
                             y).mean())
               for rho in (0.01, 0.1, 0.3)]
     assert finals[0] > finals[1] > finals[2]
+
+
+def test_warm_start_runs_the_tail_of_the_schedule_from_the_initial_estimate(gaussian):
+    gen = torch.Generator().manual_seed(0)
+    init = gaussian.sample(4, gen)
+    op = Inpainting(RATE, LENGTH, [(0.01, 0.02)])
+    y = op(init)
+    seen = []
+    part = sample_ddim(gaussian, op, y, steps=10, generator=torch.Generator().manual_seed(1),
+                       start=WarmStart(init, 0.3), callback=seen.append)
+    assert [s["t"] for s in seen] == [t for t in timesteps(1000, 10) if t <= 300]
+    assert part.record.settings["warm_start"] == 0.3
+
+    def error(strength: float | None) -> float:
+        start = None if strength is None else WarmStart(init, strength)
+        out = sample_ddim(gaussian, op, y, steps=10, generator=torch.Generator().manual_seed(1),
+                          start=start)
+        return float((out.wave - init).pow(2).mean() / init.pow(2).mean())
+
+    assert error(0.001) < 0.3 * error(0.3) < 0.3 * error(None)  # less noise: closer to init
+    with pytest.raises(ValueError, match="strength"):
+        sample_ddim(gaussian, op, y, steps=10, generator=gen, start=WarmStart(init, 0.0))

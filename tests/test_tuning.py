@@ -90,3 +90,21 @@ def test_shipped_defaults_cover_every_task_and_guided_sampler(shipped: Path):
         assert set(tuned.per_task[task]) == {"diffmusic", "mpgd", "dps", "dsg"}, task
         for values in tuned.per_task[task].values():
             assert all(v > 0 for v in values.values())
+
+
+def test_restore_warm_starts_from_the_baseline_at_the_tuned_strength(tiny, tmp_path):
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"prior": "tiny", "per_task": {
+        "inpainting": {"diffmusic": {"rho": 0.2, "warm_start": 0.5}}}}))
+    op = Inpainting(RATE, N, [(0.5, 0.7)])
+    y = op(music_like(2, N)[None])
+
+    def run(**kwargs) -> tuple[int, dict]:
+        seen = []
+        rec = restore(tiny, op, y, steps=6, tuned=path, callback=seen.append, **kwargs).record
+        return len(seen), rec["settings"]
+
+    steps, settings = run()
+    assert steps == 3 and settings["warm_start"] == 0.5 and settings["rho"] == 0.2
+    steps, settings = run(warm_start=1.0)  # an explicit strength wins; 1 starts from noise
+    assert steps == 6 and "warm_start" not in settings

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Prior
-from diffmusic.samplers import SAMPLERS, Callback
+from diffmusic.samplers import SAMPLERS, Callback, WarmStart
 from diffmusic.tuning import TunedSource, load_tuned
 
 Prompts = str | Sequence[str | None] | None
@@ -70,12 +70,29 @@ def _per_item(gain: Tensor, like: Tensor) -> Tensor:
     return gain.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
 
 
+def warm_start_from_baseline(prior: Prior, operator: Operator, y: Tensor,
+                             strength: float) -> WarmStart | None:
+    """A :class:`WarmStart` from the latent of the operator's default classical baseline.
+
+    Args:
+        prior: The diffusion prior (its ``encode`` makes the latent).
+        operator: The measurement operator.
+        y: Measurements ``(B, ...)`` at the level the sampler sees.
+        strength: Fraction of the schedule to run; 1 or more: no warm start (``None``).
+    """
+    if strength >= 1:
+        return None
+    with torch.no_grad():
+        init = operator.baseline(y)
+        return WarmStart(prior.encode(init.reshape(-1, init.shape[-1])), strength)
+
+
 def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diffmusic",
             steps: int = 50, seed: int = 0, prompts: Prompts = None,
             guidance_scale: float | None = None, negative_prompt: str | None = None,
             project: bool = True, callback: Callback | None = None,
             tuned: TunedSource = None, level_db: float | None = LEVEL_DB,
-            **sampler_kwargs) -> Restoration:
+            warm_start: float | None = None, **sampler_kwargs) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
     Args:
@@ -96,6 +113,9 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
         level_db: Sample at this RMS level (dBFS, estimated by :meth:`Operator.level`) and
             scale the result back, so quiet and loud recordings meet the prior at the level
             it knows; ``None`` samples at the measurement's own level.
+        warm_start: Run only this fraction of the schedule, starting from the noised latent
+            of the operator's classical baseline (:class:`diffmusic.samplers.WarmStart`); 1:
+            from pure noise; ``None``: the task's tuned ``warm_start``, else 1.
         **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...);
             they override the tuned defaults.
     """
@@ -109,12 +129,16 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     kwargs = {**defaults.kwargs(operator.task, sampler), **sampler_kwargs}
     tuned_scale = kwargs.pop("guidance_scale", 1.0)
     guidance_scale = tuned_scale if guidance_scale is None else guidance_scale
+    tuned_strength = kwargs.pop("warm_start", 1.0)
+    warm_start = tuned_strength if warm_start is None else warm_start
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
     gain_db = level_gain_db(operator, y, level_db)
     gain = 10 ** (gain_db / 20)
-    sample = SAMPLERS[sampler](prior, operator, y * _per_item(gain, y), steps=steps,
-                               generator=generator, cond=cond, callback=callback, **kwargs)
+    y_in = y * _per_item(gain, y)
+    start = warm_start_from_baseline(prior, operator, y_in, warm_start)
+    sample = SAMPLERS[sampler](prior, operator, y_in, steps=steps, generator=generator,
+                               cond=cond, callback=callback, start=start, **kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave)
     with torch.no_grad():
         wave = operator.project(raw, y) if project else raw

@@ -63,6 +63,22 @@ class SampleRecord:
 
 
 @dataclass
+class WarmStart:
+    """Start the reverse process part-way, from a noised initial estimate.
+
+    Come-Closer-Diffuse-Faster (Chung, Sim & Ye, CVPR 2022): ``z_t0 = sqrt(a_t0) z_init +
+    sqrt(1 - a_t0) noise``, then only the steps at ``t <= strength * T`` run.
+
+    Attributes:
+        latent: ``z_init``, the latent of an initial restoration, ``(B * K, *latent)``.
+        strength: Fraction of the schedule to run, in ``(0, 1]`` (1: from ``t = T - 1``).
+    """
+
+    latent: Tensor
+    strength: float
+
+
+@dataclass
 class Sample:
     """A sampler's output: waveform ``(B, N)`` or ``(B, K, N)`` and its record."""
 
@@ -135,15 +151,30 @@ def _norm_grad_through_unet(prior: Prior, operator: Operator, y: Tensor, z: Tens
     return eps.detach(), z0.detach(), loss.detach(), grad
 
 
+def _first_latent(prior: Prior, shape: tuple[int, ...], ts: list[int],
+                  generator: torch.Generator, start: WarmStart | None) -> tuple[Tensor, list[int]]:
+    """``z`` at the first timestep that runs, and the timesteps that run (all without ``start``)."""
+    noise = torch.randn(shape, generator=generator, device=generator.device)
+    if start is None:
+        return noise, ts
+    if not 0 < start.strength <= 1:
+        raise ValueError(f"warm-start strength must be in (0, 1], got {start.strength}")
+    ts = [t for t in ts if t <= start.strength * prior.num_train_timesteps] or ts[-1:]
+    a = float(prior.alphas_cumprod[ts[0]])
+    return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, ts
+
+
 def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
          generator: torch.Generator, step_fn: StepFn, settings: dict,
-         callback: Callback | None) -> Sample:
-    """The DDIM loop every sampler shares: draw ``z_T``, apply ``step_fn``, decode, vocode."""
-    start = time.perf_counter()
+         callback: Callback | None, start: WarmStart | None = None) -> Sample:
+    """The DDIM loop every sampler shares: draw ``z_T`` (or warm-start), step, decode, vocode."""
+    began = time.perf_counter()
     shape = (y.shape[0] * operator.num_sources, *prior.latent_shape(operator.num_samples))
-    z = torch.randn(shape, generator=generator, device=generator.device)
     record = SampleRecord(name, steps, generator.initial_seed(), settings)
-    ts = timesteps(prior.num_train_timesteps, steps)
+    z, ts = _first_latent(prior, shape, timesteps(prior.num_train_timesteps, steps), generator,
+                          start)
+    if start is not None:
+        record.settings = {**settings, "warm_start": start.strength}
     for i, t in enumerate(ts):
         a_t = float(prior.alphas_cumprod[t])
         a_prev = float(prior.alphas_cumprod[ts[i + 1]]) if i + 1 < len(ts) else 1.0
@@ -151,17 +182,18 @@ def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
         if loss is not None:
             record.losses.append(float(loss.detach().mean()))
         if callback is not None:
-            callback({"i": i, "steps": steps, "t": t,
+            callback({"i": i, "steps": len(ts), "t": t,
                       "loss": record.losses[-1] if loss is not None else None})
     with torch.no_grad():
         wave = prior.vocode(prior.decode(z.detach()))
-    record.seconds = time.perf_counter() - start
+    record.seconds = time.perf_counter() - began
     return Sample(as_sources(wave, operator), record)
 
 
 def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 generator: torch.Generator, cond: Condition | None = None,
-                callback: Callback | None = None, eta: float = 0.0) -> Sample:
+                callback: Callback | None = None,
+                start: WarmStart | None = None, eta: float = 0.0) -> Sample:
     """Unconditional DDIM (Song, Meng & Ermon, ICLR 2021, eq. 12); ignores ``y``."""
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, None]:
@@ -171,12 +203,14 @@ def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
         return ddim_update(predict_z0(z, eps, a_t), eps, a_prev,
                            ddim_sigma(a_t, a_prev, eta), noise), None
 
-    return _run("ddim", prior, operator, y, steps, generator, step, {"eta": eta}, callback)
+    return _run("ddim", prior, operator, y, steps, generator, step, {"eta": eta}, callback,
+                start)
 
 
 def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                generator: torch.Generator, cond: Condition | None = None,
-               callback: Callback | None = None, zeta: float = 1.0, eta: float = 0.0,
+               callback: Callback | None = None,
+               start: WarmStart | None = None, zeta: float = 1.0, eta: float = 0.0,
                vmc: bool = True) -> Sample:
     """Diffusion Posterior Sampling (Chung et al., ICLR 2023, Algorithm 1, eq. 16).
 
@@ -190,12 +224,13 @@ def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
         return z_prev - zeta * grad, loss
 
     return _run("dps", prior, operator, y, steps, generator, step,
-                {"zeta": zeta, "eta": eta, "vmc": vmc}, callback)
+                {"zeta": zeta, "eta": eta, "vmc": vmc}, callback, start)
 
 
 def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                generator: torch.Generator, cond: Condition | None = None,
-               callback: Callback | None = None, guidance_rate: float = 0.2,
+               callback: Callback | None = None,
+               start: WarmStart | None = None, guidance_rate: float = 0.2,
                eta: float = 1.0, vmc: bool = True) -> Sample:
     """Diffusion with Spherical Gaussian constraint (Yang et al., ICML 2024, Algorithm 2, eq. 13).
 
@@ -217,7 +252,7 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
         return mean + radius * mixed / _norm(mixed, dims), loss
 
     return _run("dsg", prior, operator, y, steps, generator, step,
-                {"guidance_rate": guidance_rate, "eta": eta, "vmc": vmc}, callback)
+                {"guidance_rate": guidance_rate, "eta": eta, "vmc": vmc}, callback, start)
 
 
 def normalized_step(grad: Tensor, a_t: float, rho: float, num_sources: int) -> Tensor:
@@ -260,7 +295,8 @@ def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a
 
 def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 generator: torch.Generator, cond: Condition | None = None,
-                callback: Callback | None = None, gamma: float = GAMMA, eta: float = 0.0,
+                callback: Callback | None = None,
+                start: WarmStart | None = None, gamma: float = GAMMA, eta: float = 0.0,
                 vmc: bool = True) -> Sample:
     """Manifold Preserving Guided Diffusion (He et al., ICLR 2024, Algorithm 2, MPGD w/o proj.).
 
@@ -273,12 +309,13 @@ def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
         return ddim_update(z0_star, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise), loss
 
     return _run("mpgd", prior, operator, y, steps, generator, step,
-                {"gamma": gamma, "eta": eta, "vmc": vmc}, callback)
+                {"gamma": gamma, "eta": eta, "vmc": vmc}, callback, start)
 
 
 def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                      generator: torch.Generator, cond: Condition | None = None,
-                     callback: Callback | None = None, rho: float = RHO,
+                     callback: Callback | None = None,
+                     start: WarmStart | None = None, rho: float = RHO,
                      gamma: float | None = None, eta: float = ETA, vmc: bool = True) -> Sample:
     """DiffMusic (Liao, Pan & Yang, Algorithm 1): a guided ``z0*`` and the ``eps`` it implies.
 
@@ -297,7 +334,8 @@ def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     settings = {"gamma": gamma, "eta": eta, "vmc": vmc}
     if gamma is None:
         settings = {"rho": rho, **settings}
-    return _run("diffmusic", prior, operator, y, steps, generator, step, settings, callback)
+    return _run("diffmusic", prior, operator, y, steps, generator, step, settings, callback,
+                start)
 
 
 SAMPLERS: dict[str, Callable[..., Sample]] = {

@@ -50,6 +50,11 @@ GUIDANCE: dict[str, tuple[float, ...]] = {"source_separation": (2.0, 4.0)}
 Separation conditions every source on its stem class; guidance strengthens what the class
 means (on the embedded prior's tuning songs scale 2 raised the SI-SDR of DiffMusic from -4.95
 to -4.23 dB and of MPGD from -6.18 to -3.96 dB; 4 was worse for both)."""
+WARM_START: tuple[float, ...] = (0.5, 0.3)
+"""Warm-start strengths tried besides 1 (from noise) for every task, after the guidance scale.
+
+The sampler then runs only that fraction of the schedule, from the noised latent of the task's
+classical baseline (:func:`diffmusic.restore.warm_start_from_baseline`)."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
@@ -79,14 +84,21 @@ def _previous(opts: BenchOptions, fresh: dict) -> dict:
     return fresh
 
 
+def _follow_ups(task: str) -> list[tuple[str, float, tuple[float, ...]]]:
+    """``(keyword, neutral value, values tried besides it)`` tuned after the step size, in order."""
+    knobs = [("guidance_scale", 1.0, GUIDANCE[task])] if task in GUIDANCE else []
+    return [*knobs, ("warm_start", 1.0, WARM_START)]
+
+
 def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[], list],
                tuned: dict, partial: Path, quiet: bool) -> None:
-    """Each sampler's best step size of :data:`GRID`, then its best :data:`GUIDANCE` scale.
+    """Each sampler's best step size of :data:`GRID`, then each of :func:`_follow_ups` in turn.
 
     Scores are read from and written to ``tuned["scores"][task]``: under the sampler's name
-    for step sizes, under ``"SAMPLER guidance_scale at PARAM=VALUE"`` for guidance scales at
-    that step size. ``tuned`` is saved to ``partial`` after every value and every choice;
-    ``clips()`` loads the tuning clips (only called when something is left to score).
+    for step sizes, under ``"SAMPLER KEYWORD at PARAM=VALUE[, KEYWORD=VALUE]"`` for a follow-up
+    keyword at the choices made before it. ``tuned`` is saved to ``partial`` after every value
+    and every choice; ``clips()`` loads the tuning clips (only called when something is left to
+    score).
     """
     scores = tuned["scores"].setdefault(task, {})
     metric, sign = METRIC.get(task, ("lsd", 1))
@@ -106,14 +118,15 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
         param, values = GRID[sampler]
         means = scores.setdefault(sampler, {})
         step = best(sampler, means, param, values, {}, f"tune {task} {sampler}")
-        choice = {param: step}
-        if task in GUIDANCE:
-            g_means = scores.setdefault(f"{sampler} guidance_scale at {param}={step}",
-                                        {str(1.0): means[str(step)]})
-            scale = best(sampler, g_means, "guidance_scale", (1.0, *GUIDANCE[task]), choice,
-                         f"tune {task} {sampler} guidance")
-            if scale != 1.0:
-                choice = {**choice, "guidance_scale": scale}
+        choice, score = {param: step}, means[str(step)]
+        for key, neutral, tried in _follow_ups(task):
+            at = ", ".join(f"{k}={v}" for k, v in choice.items())
+            k_means = scores.setdefault(f"{sampler} {key} at {at}", {str(neutral): score})
+            value = best(sampler, k_means, key, (neutral, *tried), choice,
+                         f"tune {task} {sampler} {key}")
+            score = k_means[str(value)]
+            if value != neutral:
+                choice = {**choice, key: value}
         tuned["metric"][task] = metric
         tuned["per_task"].setdefault(task, {})[sampler] = choice
         _save(partial, tuned)
@@ -152,4 +165,4 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     return path
 
 
-__all__ = ["GRID", "tune"]
+__all__ = ["GRID", "GUIDANCE", "WARM_START", "tune"]

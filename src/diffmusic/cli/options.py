@@ -152,6 +152,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             "normalised one (with --eta 0: Algorithm 1 exactly)")
     group.add_argument("--eta", type=float, metavar="E",
                        help="DDIM noise of the sampler, 0 to 1 (default: the sampler's)")
+    group.add_argument("--warm-start", type=float, metavar="S",
+                       help="run only this fraction (0-1] of the schedule, from the noised "
+                            "classical baseline; 1: from noise (default: tuned, else 1)")
     group.add_argument("--level", type=level_type, default=LEVEL_DB, metavar="DBFS|off",
                        help="sample at this RMS level and scale the result back (default "
                             f"{LEVEL_DB:g}; off: at the input's own level)")
@@ -188,6 +191,10 @@ def restore_settings(args: argparse.Namespace) -> dict:
         if not 0 <= args.eta <= 1:
             raise CliError(f"--eta must be between 0 and 1, got {args.eta}")
         settings["eta"] = args.eta
+    if args.warm_start is not None:
+        if not 0 < args.warm_start <= 1:
+            raise CliError(f"--warm-start must be in (0, 1], got {args.warm_start}")
+        settings["warm_start"] = args.warm_start
     return settings
 
 
