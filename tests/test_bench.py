@@ -217,6 +217,7 @@ def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
 
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0)),
                                        "diffmusic": ("gamma", (1.0, 3.0))})
+    monkeypatch.setattr(tune, "WARM_START", ())  # step sizes only: the calls are counted
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     opts = BenchOptions(data=tmp_path / "test", out=tmp_path / "out", tune_data=tmp_path / "valid",
                         tasks=["inpainting"], methods=["mpgd", "diffmusic"], steps=2,
