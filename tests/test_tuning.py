@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from signals import music_like
+from torch import Tensor
 
 from diffmusic.operators import TASKS, Inpainting
 from diffmusic.priors import DEFAULT_PRIOR, load_prior
@@ -44,12 +45,17 @@ def test_restore_takes_the_step_size_from_the_tuned_file(tiny, tmp_path, monkeyp
     assert _rho(tiny, tuned=path)[0] == 0.42
 
 
-def test_restore_takes_the_guidance_scale_from_the_tuned_file(tiny, tmp_path):
-    path = tmp_path / "tuned.json"
+def _tuned_inpainting(folder: Path, choice: dict) -> tuple[Path, Inpainting, Tensor]:
+    """A tuned file with DiffMusic's inpainting ``choice``, the operator and a measurement."""
+    path = folder / "tuned.json"
     path.write_text(json.dumps({"prior": "tiny", "per_task": {
-        "inpainting": {"diffmusic": {"rho": 0.2, "guidance_scale": 2.5}}}}))
+        "inpainting": {"diffmusic": choice}}}))
     op = Inpainting(RATE, N, [(0.5, 0.7)])
-    y = op(music_like(2, N)[None])
+    return path, op, op(music_like(2, N)[None])
+
+
+def test_restore_takes_the_guidance_scale_from_the_tuned_file(tiny, tmp_path):
+    path, op, y = _tuned_inpainting(tmp_path, {"rho": 0.2, "guidance_scale": 2.5})
 
     def settings(**kwargs) -> tuple[float, dict]:
         rec = restore(tiny, op, y, steps=2, **{"tuned": path, **kwargs}).record
@@ -93,11 +99,7 @@ def test_shipped_defaults_cover_every_task_and_guided_sampler(shipped: Path):
 
 
 def test_restore_warm_starts_from_the_baseline_at_the_tuned_strength(tiny, tmp_path):
-    path = tmp_path / "tuned.json"
-    path.write_text(json.dumps({"prior": "tiny", "per_task": {
-        "inpainting": {"diffmusic": {"rho": 0.2, "warm_start": 0.5}}}}))
-    op = Inpainting(RATE, N, [(0.5, 0.7)])
-    y = op(music_like(2, N)[None])
+    path, op, y = _tuned_inpainting(tmp_path, {"rho": 0.2, "warm_start": 0.5})
 
     def run(**kwargs) -> tuple[int, dict]:
         seen = []
