@@ -5,7 +5,8 @@ follow-up choice (``warm_start``, ``guidance_scale``) can be noise. This script 
 ``VALUES`` of ``KEY`` for each diffusion method of the tuned file at its other tuned settings, on
 up to ``--clips`` clips of the tuning split (never the benchmark's own), records the means
 under ``scores[TASK]["METHOD KEY at SETTINGS (N clips)"]`` and replaces the method's choice by
-the best value (the neutral value is dropped from the choice, as the tuner does).
+the best value (a ``--neutral`` value is dropped from the choice, as the tuner does). ``KEY``
+may also be a step size (``rho``, ``guidance_rate``...), re-chosen at the other settings.
 
 Usage::
 
@@ -37,7 +38,8 @@ def main() -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--values", type=float, nargs="+", required=True)
-    parser.add_argument("--neutral", type=float, required=True)
+    parser.add_argument("--neutral", type=float,
+                        help="the value that means 'off' (dropped from the choice when best)")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="diffusion methods to refine (default: all in the tuned file); "

@@ -34,6 +34,8 @@ the noise level ``sqrt(1 - a_t)`` (RMS per latent element).
 grid 0.01875-0.3, measurements at -20 dBFS, 7,069-step weights) picked 0.075 for inpainting and
 separation, 0.0375 for super-resolution, 0.01875 for dereverberation and 0.3 for phase retrieval
 (flat there: LSD 0.071-0.074); the per-task values ship in ``assets/tuned/embedded.json``.
+With inpainting's tuned warm start (0.5) the LSD no longer depends on ``rho`` (0.1189-0.1193 on
+6 tuning clips from 0.0375 to 0.3; 0.3 ships).
 """
 ETA = 1.0
 """Default DDIM noise of DiffMusic: fresh noise lets the UNet pull a guided latent back to the
