@@ -21,17 +21,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> None:
     """Score, choose, rewrite the tuned file."""
     import torch
 
-    from diffmusic.bench.jobs import Job
     from diffmusic.bench.main import BenchOptions, load_clips
     from diffmusic.bench.run import RunConfig, Runner
-    from diffmusic.bench.tune import METRIC
+    from diffmusic.bench.tune import METRIC, mean_score, settings_text
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tuned", type=Path)
@@ -60,14 +57,13 @@ def main() -> None:
     choices = tuned["per_task"][args.task]
     for method in args.methods or list(choices):
         fixed = {k: v for k, v in choices[method].items() if k != args.key}
-        at = ", ".join(f"{k}={v}" for k, v in fixed.items())
+        at = settings_text(fixed)
         means = {}
         for value in args.values:
-            runner.config.sampler_kwargs = {args.task: {method: {**fixed, args.key: value}}}
-            rows = [runner.run([Job(c.name, args.task, method, 0)], c)[0] for c in clips]
-            means[str(value)] = float(np.mean([r[metric] for r in rows]))
+            means[str(value)] = mean_score(runner, args.task, method, {**fixed, args.key: value},
+                                           clips)
             print(f"{args.task} {method} {at} {args.key}={value}: {metric} "
-                  f"{means[str(value)]:.4f} over {len(rows)} clips", flush=True)
+                  f"{means[str(value)]:.4f} over {len(clips)} clips", flush=True)
         best = min(args.values, key=lambda v: sign * means[str(v)])
         latest = json.loads(args.tuned.read_text())  # other processes may refine other methods
         latest["scores"][args.task][f"{method} {args.key} at {at} ({len(clips)} clips)"] = means

@@ -154,3 +154,5 @@ def test_warm_start_runs_the_tail_of_the_schedule_from_the_initial_estimate(gaus
     assert error(0.001) < 0.3 * error(0.3) < 0.3 * error(None)  # less noise: closer to init
     with pytest.raises(ValueError, match="strength"):
         sample_ddim(gaussian, op, y, steps=10, generator=gen, start=WarmStart(init, 0.0))
+    with pytest.raises(ValueError, match="strength"):
+        WarmStart(init, 1.5)

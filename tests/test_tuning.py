@@ -110,3 +110,5 @@ def test_restore_warm_starts_from_the_baseline_at_the_tuned_strength(tiny, tmp_p
     assert steps == 3 and settings["warm_start"] == 0.5 and settings["rho"] == 0.2
     steps, settings = run(warm_start=1.0)  # an explicit strength wins; 1 starts from noise
     assert steps == 6 and "warm_start" not in settings
+    with pytest.raises(ValueError, match="strength"):
+        run(warm_start=1.5)  # not silently read as "from noise"

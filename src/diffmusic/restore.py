@@ -78,9 +78,12 @@ def warm_start_from_baseline(prior: Prior, operator: Operator, y: Tensor,
         prior: The diffusion prior (its ``encode`` makes the latent).
         operator: The measurement operator.
         y: Measurements ``(B, ...)`` at the level the sampler sees.
-        strength: Fraction of the schedule to run; 1 or more: no warm start (``None``).
+        strength: Fraction of the schedule to run, in ``(0, 1]``; 1: no warm start (``None``).
+
+    Raises:
+        ValueError: For a strength outside ``(0, 1]``.
     """
-    if strength >= 1:
+    if strength == 1:
         return None
     with torch.no_grad():
         init = operator.baseline(y)

@@ -79,6 +79,10 @@ class WarmStart:
     latent: Tensor
     strength: float
 
+    def __post_init__(self) -> None:
+        if not 0 < self.strength <= 1:
+            raise ValueError(f"warm-start strength must be in (0, 1], got {self.strength}")
+
 
 @dataclass
 class Sample:
@@ -159,8 +163,6 @@ def _first_latent(prior: Prior, shape: tuple[int, ...], ts: list[int],
     noise = torch.randn(shape, generator=generator, device=generator.device)
     if start is None:
         return noise, ts
-    if not 0 < start.strength <= 1:
-        raise ValueError(f"warm-start strength must be in (0, 1], got {start.strength}")
     ts = [t for t in ts if t <= start.strength * prior.num_train_timesteps] or ts[-1:]
     a = float(prior.alphas_cumprod[ts[0]])
     return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, ts

@@ -90,6 +90,18 @@ def _previous(opts: BenchOptions, fresh: dict) -> dict:
     return fresh
 
 
+def settings_text(choice: dict) -> str:
+    """``"KEY=VALUE, ..."``: how score keys name the settings a value was scored at."""
+    return ", ".join(f"{k}={v}" for k, v in choice.items())
+
+
+def mean_score(runner: Runner, task: str, sampler: str, kwargs: dict, clips: list) -> float:
+    """Mean of the task's :data:`METRIC` (else LSD) over ``clips``, restored with ``kwargs``."""
+    runner.config.sampler_kwargs = {task: {sampler: kwargs}}
+    rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
+    return float(np.mean([r[METRIC.get(task, ("lsd", 1))[0]] for r in rows]))
+
+
 def _follow_ups(task: str) -> list[tuple[str, float, tuple[float, ...]]]:
     """``(keyword, neutral value, values tried besides it)`` tuned after the step size, in order."""
     knobs = [("guidance_scale", 1.0, GUIDANCE[task])] if task in GUIDANCE else []
@@ -114,9 +126,8 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
         """Score the ``values`` of ``key`` not yet in ``means`` (with ``fixed``); the best one."""
         for value in tqdm([v for v in values if str(v) not in means], desc=desc, unit="value",
                           file=sys.stderr, disable=True if quiet else None):
-            runner.config.sampler_kwargs = {task: {sampler: {**fixed, key: value}}}
-            rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips()]
-            means[str(value)] = float(np.mean([r[metric] for r in rows]))
+            means[str(value)] = mean_score(runner, task, sampler, {**fixed, key: value},
+                                           clips())
             _save(partial, tuned)
         return min(values, key=lambda v: sign * means[str(v)])
 
@@ -126,8 +137,8 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
         step = best(sampler, means, param, values, {}, f"tune {task} {sampler}")
         choice, score = {param: step}, means[str(step)]
         for key, neutral, tried in _follow_ups(task):
-            at = ", ".join(f"{k}={v}" for k, v in choice.items())
-            k_means = scores.setdefault(f"{sampler} {key} at {at}", {str(neutral): score})
+            k_means = scores.setdefault(f"{sampler} {key} at {settings_text(choice)}",
+                                        {str(neutral): score})
             value = best(sampler, k_means, key, (neutral, *tried), choice,
                          f"tune {task} {sampler} {key}")
             score = k_means[str(value)]
@@ -171,4 +182,4 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     return path
 
 
-__all__ = ["GRID", "GUIDANCE", "WARM_START", "tune"]
+__all__ = ["GRID", "GUIDANCE", "WARM_START", "mean_score", "settings_text", "tune"]
