@@ -52,7 +52,7 @@ def _moved(prior: LatentDiffusionPrior, device: torch.device,
            dtype: torch.dtype) -> LatentDiffusionPrior:
     """``prior`` with its networks on ``device`` in ``dtype`` (no-op casts skipped)."""
     if (prior.device, prior.dtype) != (device, dtype):
-        for module in (prior.unet, prior.vae, prior.vocoder):
+        for module in prior.networks():
             module.to(device=device, dtype=dtype)
         prior.device, prior.dtype = device, dtype
     return prior

@@ -13,6 +13,7 @@ from torch import nn
 
 from diffmusic.dsp import MelConfig
 from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs
+from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.priors.schedule import alphas_cumprod_from_config
 from diffmusic.priors.vocos import VocosConfig, VocosVocoder
 
@@ -64,7 +65,11 @@ def embedded_prior(folder: str | Path = EMBEDDED_DIR) -> LatentDiffusionPrior:
                     config["vocoder"])
     vae = _load(AutoencoderKL(**config["vae"]["config"]), folder, config["vae"])
     unet = _load(UNet2DModel(**config["unet"]["config"]), folder, config["unet"])
+    decoder = None
+    if "decoder" in config:
+        decoder_config = MelDecoderConfig(**config["decoder"]["config"])
+        decoder = _load(SubPixelMelDecoder(decoder_config), folder, config["decoder"])
     return LatentDiffusionPrior(
         "embedded", unet, vae, vocoder, alphas_cumprod_from_config(config["schedule"]),
         conditioner=ClassConditioner(config["class_embed_index"]),
-        mel=MelConfig(**config["mel"]))
+        mel=MelConfig(**config["mel"]), decoder=decoder)

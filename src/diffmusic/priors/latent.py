@@ -73,15 +73,19 @@ class LatentDiffusionPrior(Prior):
         downsample: Factor between mel frames/bands and latent height/width.
         unet_kwargs: Fixed keyword arguments of every UNet call (e.g. MusicLDM's
             ``encoder_hidden_states=None``).
+        decoder: Optional module that replaces ``vae.decode`` (unscaled latent in, log-mel
+            image out), e.g. the embedded prior's sub-pixel decoder; ``vae`` still encodes.
     """
 
     def __init__(self, name: str, unet: nn.Module, vae: nn.Module, vocoder: nn.Module,
                  alphas_cumprod: Tensor, conditioner: Conditioner | None = None,
                  mel: MelConfig = MelConfig(), latent_channels: int = 8,
-                 downsample: int = 4, unet_kwargs: dict | None = None) -> None:
+                 downsample: int = 4, unet_kwargs: dict | None = None,
+                 decoder: nn.Module | None = None) -> None:
         self.name = name
         self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
-        for module in (self.unet, self.vae, self.vocoder):
+        self.decoder = decoder.eval() if decoder is not None else None
+        for module in self.networks():
             module.requires_grad_(False)
             use_subpixel_upsampling(module)
         self.alphas_cumprod = alphas_cumprod.double().cpu()
@@ -93,6 +97,10 @@ class LatentDiffusionPrior(Prior):
         self.scaling_factor = float(vae.config.scaling_factor)
         self.unet_kwargs = dict(unet_kwargs or {})
         self._null: UnetKwargs | None = None
+
+    def networks(self) -> list[nn.Module]:
+        """Every network of the prior (UNet, VAE, vocoder, and the decoder when separate)."""
+        return [m for m in (self.unet, self.vae, self.vocoder, self.decoder) if m is not None]
 
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:
         frames = self.mel.frames(num_samples)
@@ -144,7 +152,8 @@ class LatentDiffusionPrior(Prior):
 
     def decode(self, z: Tensor) -> Tensor:
         z = (z / self.scaling_factor).to(self.device, self.dtype)
-        return self.vae.decode(z).sample[:, 0].float()
+        image = self.decoder(z) if self.decoder is not None else self.vae.decode(z).sample
+        return image[:, 0].float()
 
     def vocode(self, mel: Tensor) -> Tensor:
         wave = self.vocoder(mel.to(self.device, self.dtype)).float()

@@ -1,7 +1,8 @@
 """Quality and speed of the exported embedded model on validation clips.
 
 Measures the protocol LSD (DESIGN.md §3) of (a) vocoder copy-synthesis from the true log-mel,
-(b) the VAE round trip followed by the vocoder, (c) fast Griffin-Lim (100 iterations) from the
+(b) the VAE round trip followed by the vocoder (through the decoder the prior uses and, when that
+is the sub-pixel one, also through the VAE's own), (c) fast Griffin-Lim (100 iterations) from the
 mel smoothed back to a linear spectrogram with the filterbank's pseudo-inverse (the classical
 reference), the seconds of one DiffMusic step on a 5.12 s clip, and the Fréchet distance
 (FD-musicnn) of unguided samples to validation music.
@@ -57,15 +58,20 @@ def quality(models: EmbeddedModels, clips: Tensor, cfg: MelConfig) -> dict[str, 
     """Mean protocol LSDs (a), (b), (c) and the VAE's log-mel L1 over ``clips`` ``(B, N)``."""
     mel = log_mel(clips, cfg)
     vocoded = models.vocoder(mel)
-    rec = image_to_mel(models.vae.decode(models.vae.encode(mel_to_image(mel)).latent_dist.mean)
-                       .sample)
-    round_trip = models.vocoder(rec)
+    z = models.vae.encode(mel_to_image(mel)).latent_dist.mean
+    rec = image_to_mel(models.decode(z))
     gl = griffin_lim_from_mel(mel, cfg, clips.shape[-1])
-    return {"clips": len(clips),
-            "lsd_vocoder_copy_synthesis": float(lsd(vocoded, clips).mean()),
-            "lsd_vae_round_trip_vocoder": float(lsd(round_trip, clips).mean()),
-            "lsd_fast_griffin_lim_100_from_mel": float(lsd(gl, clips).mean()),
-            "vae_log_mel_l1": float((rec - mel).abs().mean())}
+    result = {"clips": len(clips),
+              "lsd_vocoder_copy_synthesis": float(lsd(vocoded, clips).mean()),
+              "lsd_vae_round_trip_vocoder": float(lsd(models.vocoder(rec), clips).mean()),
+              "lsd_fast_griffin_lim_100_from_mel": float(lsd(gl, clips).mean()),
+              "vae_log_mel_l1": float((rec - mel).abs().mean())}
+    if models.decoder is not None:
+        full = image_to_mel(models.vae.decode(z).sample)
+        result["lsd_vae_round_trip_vocoder_full_decoder"] = float(
+            lsd(models.vocoder(full), clips).mean())
+        result["vae_log_mel_l1_full_decoder"] = float((full - mel).abs().mean())
+    return result
 
 
 def _timed(fn, repeats: int) -> dict[str, float]:
@@ -101,7 +107,7 @@ def step_seconds(models: EmbeddedModels, cfg: MelConfig, repeats: int = 10) -> d
 
     def guided(with_mel: bool) -> None:
         z0 = z.clone().requires_grad_(True)
-        wave = models.vocoder(image_to_mel(models.vae.decode(z0).sample))
+        wave = models.vocoder(image_to_mel(models.decode(z0)))
         out = log_mel(wave, cfg) - target if with_mel else wave
         out.square().sum().backward()
 
@@ -139,7 +145,7 @@ def ddim_samples(models: EmbeddedModels, labels: Tensor, noise: Tensor,
         eps = models.unet(z, t, class_labels=labels).sample
         z0 = (z - (1 - a) ** 0.5 * eps) / a**0.5
         z = a_prev**0.5 * z0 + (1 - a_prev) ** 0.5 * eps
-    return image_to_mel(models.vae.decode(z / models.scaling_factor).sample)
+    return image_to_mel(models.decode(z / models.scaling_factor))
 
 
 def sample_fd(models: EmbeddedModels, references: Tensor, count: int = 24, batch: int = 8,
@@ -227,7 +233,7 @@ def main(data: Path, runs: Path, folder: Path | None, clips: int, threads: int) 
         torch.set_num_threads(n)
         result["speed"][f"threads_{n}"] = step_seconds(models, cfg)
     torch.set_num_threads(threads)
-    result["steps"] = {k: models.config[k]["steps"] for k in ("vocoder", "vae", "unet")
+    result["steps"] = {k: models.config[k]["steps"] for k in ("vocoder", "vae", "unet", "decoder")
                        if k in models.config}
     if models.unet is not None:
         result["sample_band_profile_l1"] = sample_check(models, batch, cfg, Path(runs))

@@ -4,6 +4,7 @@ Files written (safetensors only, no pickles)::
 
     vocoder.safetensors   VocosVocoder, float32
     vae.safetensors       diffusers AutoencoderKL, float32 (the copy the noise predictor saw)
+    decoder.safetensors   SubPixelMelDecoder of that VAE, float32 (replaces its decoder)
     unet.safetensors      diffusers UNet2DModel, float16 (cast to float32 when loading)
     config.json           every architecture, the latent scaling, the schedule, mel, classes
 """
@@ -22,8 +23,10 @@ from torch import Tensor
 
 import diffmusic
 from diffmusic.dsp import MelConfig
+from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.priors.vocos import VocosConfig, VocosVocoder
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
+from diffmusic.train.decoder import DECODER_CONFIG
 from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG, alphas_cumprod, build_unet
 from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import VAE_CONFIG, build_vae
@@ -57,7 +60,7 @@ def export(runs: Path, out: Path | None = None) -> dict:
     entries of stages without one are kept from the ``config.json`` already there.
 
     Args:
-        runs: Runs root with ``vocoder/``, ``vae/`` and ``unet/``.
+        runs: Runs root with ``vocoder/``, ``vae/``, ``unet/`` and ``decoder/``.
         out: Destination folder.
 
     Returns:
@@ -104,7 +107,15 @@ def export(runs: Path, out: Path | None = None) -> dict:
                          "dtype": "float32", "config": vae_config,
                          "input": "log-mel as (B, 1, frames, 64); latent (B, 8, frames/4, 16)",
                          **vae_info}
-    for stage in ("vocoder", "vae", "unet", "scaling_factor"):
+    if Checkpoint(runs / "decoder").exists():
+        _save(Checkpoint(runs / "decoder").weights("decoder"), out / "decoder.safetensors",
+              torch.float32)
+        config["decoder"] = {"class": "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
+                             "file": "decoder.safetensors", "dtype": "float32",
+                             "config": DECODER_CONFIG.to_dict(),
+                             "input": "unscaled VAE latent; replaces the VAE's decoder",
+                             **_stage_info(runs / "decoder")}
+    for stage in ("vocoder", "vae", "unet", "decoder", "scaling_factor"):
         if stage not in config and stage in previous:
             config[stage] = previous[stage]
     tmp = out / "config.json.tmp"
@@ -123,6 +134,7 @@ class EmbeddedModels:
         config: Content of ``config.json``.
         vocoder: Log-mel ``(B, T, 64)`` -> waveform ``(B, 160 T)``.
         vae: ``AutoencoderKL``; images are log-mels ``(B, 1, T, 64)``.
+        decoder: The sub-pixel decoder of ``vae`` (unscaled latent -> image), or ``None``.
         unet: Noise predictor ``(z_t, t, class_labels)``, or ``None`` when not exported yet.
         alphas_cumprod: Training schedule, shape ``(1000,)``, float64.
         scaling_factor: Multiply VAE latents by this before diffusion (``None`` without UNet).
@@ -131,9 +143,15 @@ class EmbeddedModels:
     config: dict
     vocoder: VocosVocoder
     vae: AutoencoderKL
+    decoder: SubPixelMelDecoder | None
     unet: UNet2DModel | None
     alphas_cumprod: Tensor
     scaling_factor: float | None
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Unscaled latents ``(B, 8, T/4, 16)`` -> log-mel images ``(B, 1, T, 64)``, through the
+        sub-pixel decoder when there is one (as the prior decodes)."""
+        return self.decoder(z) if self.decoder is not None else self.vae.decode(z).sample
 
 
 def _ready(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
@@ -156,9 +174,13 @@ def load_embedded(folder: Path | None = None) -> EmbeddedModels:
     vocoder = _ready(VocosVocoder(VocosConfig(**config["vocoder"]["config"])),
                      load_file(str(folder / "vocoder.safetensors")))
     vae = _ready(build_vae(config["vae"]["config"]), load_file(str(folder / "vae.safetensors")))
+    decoder = None
+    if "decoder" in config:
+        decoder = _ready(SubPixelMelDecoder(MelDecoderConfig(**config["decoder"]["config"])),
+                         load_file(str(folder / "decoder.safetensors")))
     unet = None
     if "unet" in config:
         unet = _ready(build_unet(config["unet"]["config"]),
                       load_file(str(folder / "unet.safetensors")))
-    return EmbeddedModels(config, vocoder, vae, unet, alphas_cumprod(config["schedule"]),
+    return EmbeddedModels(config, vocoder, vae, decoder, unet, alphas_cumprod(config["schedule"]),
                           config.get("scaling_factor"))

@@ -1,0 +1,93 @@
+"""The sub-pixel decoder against the VAE's own decoder inside one guided step (embedded prior).
+
+Times, interleaved round by round in one process (this machine's speed drifts by 15-40 % between
+runs, so only interleaved medians compare), the guided part of a DiffMusic step on a 5.12 s clip
+-- decoder -> vocoder -> log-mel loss, forward and backward to the latent -- through each
+decoder, and the UNet forward that completes the step. Also prints how far apart the two
+decoders' log-mels of the demo clip's latent are.
+
+Usage::
+
+    python benchmarks/decoder_speed.py [--threads 2] [--rounds 21] [--prior FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def timed_rounds(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds of each function, called in turn once per round (after one warm-up)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(ts), 4) for name, ts in times.items()}
+
+
+def main() -> None:
+    """Print one JSON object with the medians and the decoders' difference."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--prior", default="embedded", help="embedded, or an exported folder")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from diffmusic.cli.synth import demo_clip
+    from diffmusic.dsp import log_mel
+    from diffmusic.priors import load_prior
+
+    prior = load_prior(args.prior)
+    if getattr(prior, "decoder", None) is None:
+        raise SystemExit(f"{args.prior} has no sub-pixel decoder")
+    clip = demo_clip()[0].reshape(1, -1)
+    z = prior.encode(clip)
+    target = log_mel(clip, prior.mel)
+
+    def vae_decode(latent: Tensor) -> Tensor:
+        return prior.vae.decode(latent / prior.scaling_factor).sample[:, 0]
+
+    def guided(decode: Callable[[Tensor], Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            z0 = z.clone().requires_grad_(True)
+            mel = log_mel(prior.vocode(decode(z0)), prior.mel)
+            torch.autograd.grad((mel - target).square().mean(), z0)
+        return step
+
+    cond = prior.condition(["mix"])
+
+    def unet() -> None:
+        with torch.no_grad():
+            prior.eps(z, 500, cond)
+
+    medians = timed_rounds({"guided_vae_decoder": guided(vae_decode),
+                            "guided_subpixel_decoder": guided(prior.decode),
+                            "unet_forward": unet}, args.rounds)
+    with torch.no_grad():
+        full, fast = vae_decode(z), prior.decode(z)
+    print(json.dumps({"threads": args.threads, "rounds": args.rounds, "seconds": medians,
+                      "step_vae_decoder": round(medians["guided_vae_decoder"]
+                                                + medians["unet_forward"], 4),
+                      "step_subpixel_decoder": round(medians["guided_subpixel_decoder"]
+                                                     + medians["unet_forward"], 4),
+                      "demo_log_mel_l1": {
+                          "vae_decoder": round(float((full - target).abs().mean()), 4),
+                          "subpixel_decoder": round(float((fast - target).abs().mean()), 4),
+                          "between_decoders": round(float((full - fast).abs().mean()), 4)}},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
