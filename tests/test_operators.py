@@ -179,6 +179,17 @@ def test_separation_projection_masks_the_mixture_by_the_estimates_energy(stems):
     assert rel(op.project(-stems, y), stems) < 0.5 < rel(op.mixture(y), stems)
 
 
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_separation_mask_power_sets_each_sources_share(power, clips):
+    op = SourceSeparation(RATE, N, ["vocals", "bass"], mask_power=power)
+    assert from_spec(op.spec()).mask_power == power
+    y = clips[:1]
+    # estimates 1 : 2 in every bin -> shares 1 / (1 + 2^p) and 2^p / (1 + 2^p) of the mixture
+    out = op.project(torch.stack([clips[1:], 2 * clips[1:]], 1), y)
+    share = 1 / (1 + 2**power)
+    assert rel(out[:, 0], share * y) < 1e-4 and rel(out[:, 1], (1 - share) * y) < 1e-4
+
+
 def test_separation_masking_puts_low_notes_in_bass():
     t = torch.arange(N) / RATE
     bass, lead = torch.sin(2 * torch.pi * 80 * t), torch.sin(2 * torch.pi * 880 * t)
@@ -192,6 +203,8 @@ def test_separation_rejects_bad_weights():
         SourceSeparation(RATE, N, ["vocals", "drums"], [1.0])
     with pytest.raises(ValueError):
         SourceSeparation(RATE, N, ["vocals", "drums"], [1.0, 0.0])
+    with pytest.raises(ValueError, match="mask_power"):
+        SourceSeparation(RATE, N, ["vocals", "drums"], mask_power=0.0)
 
 
 def test_synthetic_rir_properties():

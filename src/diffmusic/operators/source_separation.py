@@ -35,6 +35,8 @@ class SourceSeparation(Operator):
         num_samples: Clip length in samples.
         sources: Source names (stem labels or prompts), one per source.
         weights: Positive mixing weights, one per source (default: all 1).
+        mask_power: Exponent ``p`` of the projection's soft mask ``|w_k X_k|^p / sum_j ...``
+            (1: amplitude ratio mask, 2: Wiener filter).
         **kwargs: ``noise_snr`` and ``loss_domain`` of :class:`Operator`.
     """
 
@@ -42,7 +44,8 @@ class SourceSeparation(Operator):
     default_baseline: ClassVar[str] = "masking"
 
     def __init__(self, sample_rate: int, num_samples: int, sources: Sequence[str] = STEMS,
-                 weights: Sequence[float] | None = None, **kwargs) -> None:
+                 weights: Sequence[float] | None = None, mask_power: float = 1.0,
+                 **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         self.sources = list(sources)
         if len(self.sources) < 2:
@@ -51,7 +54,9 @@ class SourceSeparation(Operator):
         if len(weights) != len(self.sources) or min(weights) <= 0:
             raise ValueError(f"need one positive weight per source ({len(self.sources)}), "
                              f"got {weights}")
-        self.weights = weights
+        if mask_power <= 0:
+            raise ValueError(f"mask_power must be positive, got {mask_power}")
+        self.weights, self.mask_power = weights, float(mask_power)
         self.num_sources = len(self.sources)
         self.register_buffer("w", torch.tensor(weights), persistent=False)
 
@@ -75,16 +80,20 @@ class SourceSeparation(Operator):
         return istft(spec, self.num_samples) / self.w.to(y.dtype)[:, None]
 
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
-        """Split the mixture's STFT over the sources in proportion to their estimated energy.
+        """Split the mixture's STFT over the sources with soft masks from ``x_hat``.
 
-        A soft (Wiener) mask from ``x_hat``'s weighted STFT power: the sources keep the
-        mixture's phase and sum to ``y`` exactly. Sharing only the residual ``y - A(x_hat)``
-        (the consistent output nearest ``x_hat``) keeps the vocoder's phase, which is not the
-        mixture's: on the embedded prior's test songs its mean SI-SDR was 0.4-1.8 dB lower (four
-        sampler settings).
+        Source ``k`` gets the share ``|w_k X_k|^p / sum_j |w_j X_j|^p`` of every time-frequency
+        bin (``X = STFT(x_hat)``, ``p = mask_power``; an alpha-Wiener filter, Liutkus & Badeau,
+        ICASSP 2015): the sources keep the mixture's phase and sum to ``y`` exactly. Sharing
+        only the residual ``y - A(x_hat)`` (the consistent output nearest ``x_hat``) keeps the
+        vocoder's phase, which is not the mixture's: on the embedded prior's test songs its mean
+        SI-SDR was 0.4-1.8 dB lower (four sampler settings). On its six tuning windows the
+        amplitude mask (``p = 1``) gave DiffMusic and DSG about 1 dB more mean SI-SDRi than the
+        Wiener mask (``p = 2``); ``p`` from 0.5 to 1 was within 0.1 dB.
         """
-        energy = (stft(x_hat).abs().pow(2) * self.w[:, None, None] ** 2) + 1e-8
-        return self._split(y, energy / energy.sum(1, keepdim=True))
+        magnitude = stft(x_hat).abs() * self.w[:, None, None]
+        share = magnitude.pow(self.mask_power) + 1e-8
+        return self._split(y, share / share.sum(1, keepdim=True))
 
     def baselines(self) -> dict[str, Baseline]:
         return {"mixture": self.mixture, "masking": self.masking}
@@ -113,4 +122,4 @@ class SourceSeparation(Operator):
         return self._split(y, shares / shares.sum(1, keepdim=True))
 
     def _spec_args(self) -> dict:
-        return {"sources": self.sources, "weights": self.weights}
+        return {"sources": self.sources, "weights": self.weights, "mask_power": self.mask_power}
