@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from safetensors.torch import save_file
 
 from diffmusic.dsp import MelConfig
 from diffmusic.priors.embedded import embedded_prior
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
-from diffmusic.train.decoder import DECODER_CONFIG, decoder_losses
+from diffmusic.train.decoder import DECODER_CONFIG, decoder_losses, vae_digest
 from diffmusic.train.export import EMBEDDED, export, load_embedded
 from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import build_vae
@@ -62,15 +63,21 @@ def test_training_steps_lower_both_losses(vae, clips):
     assert torch.allclose(before["loss"], before["l1"] + before["teacher"])
 
 
-def test_export_ships_the_decoder_and_the_prior_decodes_with_it(tmp_path):
+def _decoder_checkpoint(runs, decoder: SubPixelMelDecoder, teacher: AutoencoderKL) -> None:
+    Checkpoint(runs / "decoder").save(
+        {"decoder": decoder}, {"decoder": decoder}, torch.optim.AdamW(decoder.parameters()),
+        torch.Generator(), {"step": 3, "seconds": 1.0, "batch": 8,
+                            "vae_sha256": vae_digest(teacher.state_dict())})
+
+
+def test_export_ships_the_decoder_and_the_prior_decodes_with_it(tmp_path, vae):
     runs, out = tmp_path / "runs", tmp_path / "out"
     shutil.copytree(EMBEDDED, out)
     (out / "decoder.safetensors").unlink(missing_ok=True)
-    vae = build_vae()
     decoder = SubPixelMelDecoder.from_vae(vae, DECODER_CONFIG)
-    Checkpoint(runs / "decoder").save({"decoder": decoder}, {"decoder": decoder},
-                                      torch.optim.AdamW(decoder.parameters()), torch.Generator(),
-                                      {"step": 3, "seconds": 1.0, "batch": 8})
+    with torch.no_grad():
+        decoder.decoder.conv_out.weight.normal_(generator=torch.Generator().manual_seed(0))
+    _decoder_checkpoint(runs, decoder, vae)
     config = export(runs, out)
     assert config["decoder"]["steps"] == 3 and config["decoder"]["file"] == "decoder.safetensors"
     loaded = load_embedded(out).decoder
@@ -86,3 +93,21 @@ def test_export_ships_the_decoder_and_the_prior_decodes_with_it(tmp_path):
         # the VAE still encodes: its own decoder would give a different image
         assert not torch.allclose(prior.vae.decode(z / prior.scaling_factor).sample[:, 0],
                                   expected, atol=1e-2)
+
+
+def test_export_refuses_or_drops_a_decoder_of_another_vae(tmp_path, vae):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    shutil.copytree(EMBEDDED, out)
+    other = build_vae()
+    _decoder_checkpoint(runs, SubPixelMelDecoder.from_vae(other), other)
+    with pytest.raises(ValueError, match="another VAE"):
+        export(runs, out)
+    shutil.rmtree(runs / "decoder")
+    _decoder_checkpoint(runs, SubPixelMelDecoder.from_vae(vae), vae)
+    assert export(runs, out)["decoder"]["steps"] == 3
+    shutil.rmtree(runs / "decoder")
+    assert export(runs, out)["decoder"]["steps"] == 3  # kept while its VAE is the exported one
+    (runs / "unet").mkdir()
+    save_file(other.state_dict(), str(runs / "unet" / "vae.safetensors"))  # a new frozen VAE
+    assert "decoder" not in export(runs, out)
+    assert load_embedded(out).decoder is None and not (out / "decoder.safetensors").exists()

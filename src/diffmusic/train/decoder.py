@@ -11,6 +11,7 @@ the log-mel alone would not pin the new one down.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import torch
@@ -26,6 +27,15 @@ from diffmusic.train.vae import mel_to_image
 
 DECODER_CONFIG = MelDecoderConfig()
 """Architecture of the shipped decoder."""
+
+
+def vae_digest(state: dict[str, Tensor]) -> str:
+    """SHA-256 of a VAE state dict's float32 values in key order: which VAE a decoder is for."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def decoder_losses(decoder: SubPixelMelDecoder, vae: AutoencoderKL, wave: Tensor,
@@ -86,7 +96,8 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
 
     cfg = LoopConfig(run_dir=Path(runs) / "decoder", minutes=minutes, lr=lr, seed=seed,
                      extra_state={"config": DECODER_CONFIG.to_dict(), "batch": batch,
-                                  "crop_samples": length, "teacher_weight": teacher_weight})
+                                  "crop_samples": length, "teacher_weight": teacher_weight,
+                                  "vae_sha256": vae_digest(vae.state_dict())})
     return train_loop(cfg, {"decoder": decoder}, step, validate)
 
 

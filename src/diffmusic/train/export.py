@@ -26,7 +26,7 @@ from diffmusic.dsp import MelConfig
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.priors.vocos import VocosConfig, VocosVocoder
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
-from diffmusic.train.decoder import DECODER_CONFIG
+from diffmusic.train.decoder import DECODER_CONFIG, vae_digest
 from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG, alphas_cumprod, build_unet
 from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import VAE_CONFIG, build_vae
@@ -53,6 +53,37 @@ def _stage_info(run_dir: Path) -> dict:
             "train_seconds": round(state.get("seconds", 0.0) + init.get("train_seconds", 0)),
             "batch": state.get("batch")}
     return {**info, "continued_from": init} if init else info
+
+
+def _export_decoder(runs: Path, out: Path, previous: dict | None) -> dict | None:
+    """Write the decoder stage's weights when it has a checkpoint; its ``config.json`` entry.
+
+    The entry records the digest of the VAE the decoder was trained for. Without a checkpoint
+    the previous entry is kept only if that VAE is still the exported one (``None`` otherwise).
+
+    Raises:
+        ValueError: The checkpoint's decoder was trained for another VAE than the exported one.
+    """
+    if not (out / "vae.safetensors").exists():
+        return None
+    exported = vae_digest(load_file(str(out / "vae.safetensors")))
+    ckpt = Checkpoint(runs / "decoder")
+    if not ckpt.exists():
+        if previous is not None and previous.get("vae_sha256") != exported:
+            print("dropping the sub-pixel decoder: it was trained for another VAE", flush=True)
+            (out / previous["file"]).unlink(missing_ok=True)
+            return None
+        return previous
+    digest = ckpt.state().get("vae_sha256")
+    if digest != exported:
+        raise ValueError(f"{runs / 'decoder'} was trained for another VAE than "
+                         f"{out / 'vae.safetensors'}; train it again with the exported VAE")
+    _save(ckpt.weights("decoder"), out / "decoder.safetensors", torch.float32)
+    return {"class": "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
+            "file": "decoder.safetensors", "dtype": "float32",
+            "config": DECODER_CONFIG.to_dict(), "vae_sha256": digest,
+            "input": "unscaled VAE latent; replaces the VAE's decoder",
+            **_stage_info(runs / "decoder")}
 
 
 def export(runs: Path, out: Path | None = None) -> dict:
@@ -107,15 +138,10 @@ def export(runs: Path, out: Path | None = None) -> dict:
                          "dtype": "float32", "config": vae_config,
                          "input": "log-mel as (B, 1, frames, 64); latent (B, 8, frames/4, 16)",
                          **vae_info}
-    if Checkpoint(runs / "decoder").exists():
-        _save(Checkpoint(runs / "decoder").weights("decoder"), out / "decoder.safetensors",
-              torch.float32)
-        config["decoder"] = {"class": "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
-                             "file": "decoder.safetensors", "dtype": "float32",
-                             "config": DECODER_CONFIG.to_dict(),
-                             "input": "unscaled VAE latent; replaces the VAE's decoder",
-                             **_stage_info(runs / "decoder")}
-    for stage in ("vocoder", "vae", "unet", "decoder", "scaling_factor"):
+    decoder = _export_decoder(runs, out, previous.get("decoder"))
+    if decoder is not None:
+        config["decoder"] = decoder
+    for stage in ("vocoder", "vae", "unet", "scaling_factor"):
         if stage not in config and stage in previous:
             config[stage] = previous[stage]
     tmp = out / "config.json.tmp"
