@@ -20,7 +20,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
-from diffmusic.train.datasets import CropSampler, validation_clips
+from diffmusic.train.datasets import CropSampler, validation_losses
 from diffmusic.train.diffusion import frozen_vae
 from diffmusic.train.loop import LoopConfig, train_loop
 from diffmusic.train.vae import mel_to_image
@@ -85,14 +85,10 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
         wave, _ = sampler.batch(batch, generator)
         return decoder_losses(decoder, vae, wave, mel_cfg, teacher_weight, generator)
 
-    @torch.no_grad()
-    def validate(emas: dict) -> dict[str, float]:
-        sampler.refresh()
-        clips = validation_clips(data, 81920, count=8)
-        if clips is None:
-            return {}
-        losses = decoder_losses(emas["decoder"], vae, clips, mel_cfg, teacher_weight)
-        return {k: round(float(v), 5) for k, v in losses.items()}
+    def losses(emas: dict, clips: Tensor) -> dict[str, Tensor]:
+        return decoder_losses(emas["decoder"], vae, clips, mel_cfg, teacher_weight)
+
+    validate = validation_losses(data, sampler, losses)
 
     cfg = LoopConfig(run_dir=Path(runs) / "decoder", minutes=minutes, lr=lr, seed=seed,
                      extra_state={"config": DECODER_CONFIG.to_dict(), "batch": batch,

@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
-from diffmusic.train.datasets import CropSampler, validation_clips
+from diffmusic.train.datasets import CropSampler, validation_losses
 from diffmusic.train.loop import LoopConfig, train_loop
 
 VAE_CONFIG = {
@@ -90,14 +90,10 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
         wave, _ = sampler.batch(batch, generator)
         return vae_losses(vae, wave, mel_cfg, kl_weight, generator)
 
-    @torch.no_grad()
-    def validate(emas: dict) -> dict[str, float]:
-        sampler.refresh()
-        clips = validation_clips(data, 81920, count=8)
-        if clips is None:
-            return {}
-        losses = vae_losses(emas["vae"], clips, mel_cfg, kl_weight)
-        return {k: round(float(v), 5) for k, v in losses.items()}
+    def losses(emas: dict, clips: Tensor) -> dict[str, Tensor]:
+        return vae_losses(emas["vae"], clips, mel_cfg, kl_weight)
+
+    validate = validation_losses(data, sampler, losses)
 
     cfg = LoopConfig(run_dir=Path(runs) / "vae", minutes=minutes, lr=lr, seed=seed,
                      extra_state={"config": VAE_CONFIG, "batch": batch, "crop_samples": length,

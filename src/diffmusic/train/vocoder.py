@@ -15,7 +15,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel, stft
 from diffmusic.priors.vocos import VocosConfig, VocosVocoder
-from diffmusic.train.datasets import CropSampler, validation_clips
+from diffmusic.train.datasets import CropSampler, validation_losses
 from diffmusic.train.loop import LoopConfig, train_loop
 
 VOCODER_CONFIG = VocosConfig(width=192, intermediate=384, num_blocks=6, n_fft=640)
@@ -79,14 +79,10 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 16,
         wave, _ = sampler.batch(batch, generator)
         return vocoder_losses(model, wave, mel_cfg)
 
-    @torch.no_grad()
-    def validate(emas: dict) -> dict[str, float]:
-        sampler.refresh()
-        clips = validation_clips(data, 81920, count=8)
-        if clips is None:
-            return {}
-        losses = vocoder_losses(emas["vocoder"], clips, mel_cfg)
-        return {k: round(float(v), 5) for k, v in losses.items()}
+    def losses(emas: dict, clips: Tensor) -> dict[str, Tensor]:
+        return vocoder_losses(emas["vocoder"], clips, mel_cfg)
+
+    validate = validation_losses(data, sampler, losses)
 
     cfg = LoopConfig(run_dir=Path(runs) / "vocoder", minutes=minutes, lr=lr, seed=seed,
                      extra_state={"config": VOCODER_CONFIG.to_dict(), "batch": batch,
