@@ -62,13 +62,14 @@ def test_warm_start_and_export_continue_the_shipped_model(tmp_path):
                                    torch.optim.AdamW(unet.parameters()), torch.Generator(),
                                    {"step": 1, "seconds": 2.0, "batch": 8, "init": info})
     out.mkdir()
-    for name in ("config.json", "vocoder.safetensors"):
+    for name in ("config.json", "vocoder.safetensors", "decoder.safetensors"):
         shutil.copy(EMBEDDED / name, out / name)
     config = export(runs, out)
     assert config["unet"]["steps"] == shipped["unet"]["steps"] + 1
     assert config["unet"]["continued_from"] == info
     assert config["vocoder"] == shipped["vocoder"]  # a stage without a checkpoint is kept
     assert config["vae"]["steps"] == shipped["vae"]["steps"]
+    assert config["decoder"] == shipped["decoder"]  # kept: the frozen VAE is the shipped one
     models = load_embedded(out)
     reference = load_embedded(EMBEDDED)
     for a, b in zip(models.unet.parameters(), reference.unet.parameters(), strict=True):
