@@ -59,6 +59,16 @@ def test_istft_inverts_stft():
     torch.testing.assert_close(istft(stft(x), 8000), x, atol=1e-5, rtol=0)
 
 
+def test_unit_phase_is_exp_i_angle_and_one_at_zero():
+    from diffmusic.dsp.griffin_lim import unit_phase
+
+    gen = torch.Generator().manual_seed(0)
+    spec = torch.complex(torch.randn(64, 32, generator=gen), torch.randn(64, 32, generator=gen))
+    spec[0, 0] = 0
+    torch.testing.assert_close(unit_phase(spec), torch.exp(1j * torch.angle(spec)))
+    assert unit_phase(spec)[0, 0] == 1
+
+
 def test_fast_griffin_lim_beats_classic_and_random_phase():
     x = tone(330.0) + 0.5 * tone(1250.0)
     mag = stft(x).abs()

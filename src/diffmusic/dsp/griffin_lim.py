@@ -8,6 +8,13 @@ from torch import Tensor
 from diffmusic.dsp.spectral import istft, stft
 
 
+def unit_phase(spec: Tensor) -> Tensor:
+    """``exp(i angle(spec))`` without the complex exponential: ``spec / |spec|`` (1 where 0)."""
+    magnitude = spec.abs()
+    return torch.where(magnitude > 0, spec / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny),
+                       torch.ones_like(spec))
+
+
 def fast_griffin_lim(magnitude: Tensor, length: int, n_fft: int = 1024, hop_length: int = 160,
                      iterations: int = 100, momentum: float = 0.99,
                      init: Tensor | None = None,
@@ -29,7 +36,7 @@ def fast_griffin_lim(magnitude: Tensor, length: int, n_fft: int = 1024, hop_leng
         Waveform, shape ``(..., length)``.
     """
     if init is not None:
-        phase = torch.exp(1j * torch.angle(stft(init, n_fft, hop_length)))
+        phase = unit_phase(stft(init, n_fft, hop_length))
     else:
         angles = torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype,
                             device=magnitude.device)
@@ -40,5 +47,5 @@ def fast_griffin_lim(magnitude: Tensor, length: int, n_fft: int = 1024, hop_leng
         rebuilt = stft(istft(spec, length, n_fft, hop_length), n_fft, hop_length)
         accelerated = rebuilt + momentum * (rebuilt - previous)
         previous = rebuilt
-        spec = magnitude * torch.exp(1j * torch.angle(accelerated))
+        spec = magnitude * unit_phase(accelerated)
     return istft(spec, length, n_fft, hop_length)
