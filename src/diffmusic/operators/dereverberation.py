@@ -77,9 +77,16 @@ class Dereverberation(Operator):
         self.refine_iterations, self.refine_weight = refine_iterations, refine_weight
         self.register_buffer("rir", h, persistent=False)
         self.n_fft = _fft_size(num_samples + h.numel())
+        self._spectra: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     def _spectrum(self, like: Tensor) -> Tensor:
-        return torch.fft.rfft(self.rir.to(like.dtype), self.n_fft)
+        """``rfft`` of the impulse response in ``like``'s dtype, computed once per dtype and
+        device (the projection's conjugate gradient needs it twice per iteration)."""
+        h = self.rir.to(like.dtype)
+        key = (h.dtype, h.device)
+        if key not in self._spectra:
+            self._spectra[key] = torch.fft.rfft(h, self.n_fft)
+        return self._spectra[key]
 
     def forward(self, x: Tensor) -> Tensor:
         full = torch.fft.irfft(torch.fft.rfft(x, self.n_fft) * self._spectrum(x), self.n_fft)
