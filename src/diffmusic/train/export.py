@@ -74,14 +74,15 @@ def _export_decoder(runs: Path, out: Path, previous: dict | None) -> dict | None
             (out / previous["file"]).unlink(missing_ok=True)
             return None
         return previous
-    digest = ckpt.state().get("vae_sha256")
+    state = ckpt.state()
+    digest = state.get("vae_sha256")
     if digest != exported:
         raise ValueError(f"{runs / 'decoder'} was trained for another VAE than "
                          f"{out / 'vae.safetensors'}; train it again with the exported VAE")
     _save(ckpt.weights("decoder"), out / "decoder.safetensors", torch.float32)
     return {"class": "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
             "file": "decoder.safetensors", "dtype": "float32",
-            "config": DECODER_CONFIG.to_dict(), "vae_sha256": digest,
+            "config": state.get("config", DECODER_CONFIG.to_dict()), "vae_sha256": digest,
             "input": "unscaled VAE latent; replaces the VAE's decoder",
             **_stage_info(runs / "decoder")}
 
@@ -202,8 +203,9 @@ def load_embedded(folder: Path | None = None) -> EmbeddedModels:
     vae = _ready(build_vae(config["vae"]["config"]), load_file(str(folder / "vae.safetensors")))
     decoder = None
     if "decoder" in config:
-        decoder = _ready(SubPixelMelDecoder(MelDecoderConfig(**config["decoder"]["config"])),
-                         load_file(str(folder / "decoder.safetensors")))
+        entry = config["decoder"]
+        decoder = _ready(SubPixelMelDecoder(MelDecoderConfig(**entry["config"])),
+                         load_file(str(folder / entry["file"])))
     unet = None
     if "unet" in config:
         unet = _ready(build_unet(config["unet"]["config"]),
