@@ -3,7 +3,8 @@
 For every song window of a MUSDB-style folder (tuning split, please: this chooses a default),
 the sampler runs once with the shipped defaults and without projection; its raw estimates are
 then projected with ``SourceSeparation(mask_power=p)`` for each ``p``, and scored like the
-benchmark (mean SI-SDRi over the non-silent stems). The masking baseline is printed alongside.
+benchmark (``bench.run.score``: mean SI-SDRi over the non-silent stems). The masking baseline is
+printed alongside.
 
 Usage::
 
@@ -18,18 +19,6 @@ import json
 import statistics
 
 import torch
-from torch import Tensor
-
-
-def mean_si_sdri(estimate: Tensor, reference: Tensor, mixture: Tensor) -> float:
-    """Mean SI-SDR improvement over the non-silent stems, ``(K, N), (K, N), (N,)``."""
-    from diffmusic.bench.run import active_sources
-    from diffmusic.metrics import si_sdr_improvement
-
-    active = active_sources(reference, mixture)
-    gains = [float(si_sdr_improvement(estimate[k], reference[k], mixture))
-             for k in range(len(reference)) if active[k]]
-    return statistics.fmean(gains)
 
 
 def main() -> None:
@@ -45,6 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from diffmusic.bench.datasets import stem_clips
+    from diffmusic.bench.run import score
     from diffmusic.operators import SourceSeparation
     from diffmusic.priors import load_prior
     from diffmusic.restore import restore
@@ -59,13 +49,13 @@ def main() -> None:
         any_op = operators[args.powers[0]]
         y = any_op(reference[None])
         scores.setdefault("masking", []).append(
-            mean_si_sdri(any_op.masking(y)[0], reference, y[0]))
+            score(any_op, any_op.masking(y)[0], reference, y[0])["si_sdri"])
         for sampler in args.samplers:
             raw = restore(prior, any_op, y, sampler=sampler, steps=args.steps,
                           project=False).raw
             for p, op in operators.items():
                 scores.setdefault(f"{sampler} p={p:g}", []).append(
-                    mean_si_sdri(op.project(raw, y)[0], reference, y[0]))
+                    score(op, op.project(raw, y)[0], reference, y[0])["si_sdri"])
     print(json.dumps({name: {"mean": round(statistics.fmean(v), 2),
                              "windows": [round(x, 2) for x in v]}
                       for name, v in scores.items()}, indent=1))

@@ -165,6 +165,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
     monkeypatch.setattr(tune, "GUIDANCE", {"source_separation": (3.0,)})
     monkeypatch.setattr(tune, "WARM_START", (0.5,))
+    monkeypatch.setattr(tune, "ETA", (0.0, 1.0))
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     _write(tmp_path / "test" / "t.wav", _noise(6, N // 2))
     out = tmp_path / "out"
@@ -194,9 +195,16 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     assert by_start["1.0"] == tuned["scores"]["inpainting"]["mpgd"][str(gamma)]
     assert set(by_start) == {"1.0", "0.5"}
     assert inpainting.get("warm_start", 1.0) == float(min(by_start, key=by_start.get))
-    sep_at = ", ".join(f"{k}={v}" for k, v in sep.items() if k != "warm_start")
+    sep_at = ", ".join(f"{k}={v}" for k, v in sep.items() if k not in ("warm_start", "eta"))
     assert set(tuned["scores"]["source_separation"][f"mpgd warm_start at {sep_at}"]) == {
         "1.0", "0.5"}
+    # and last the DDIM noise, from the sampler's own default (MPGD: 0)
+    before_eta = {k: v for k, v in inpainting.items() if k != "eta"}
+    by_eta = tuned["scores"]["inpainting"][
+        "mpgd eta at " + ", ".join(f"{k}={v}" for k, v in before_eta.items())]
+    assert set(by_eta) == {"0.0", "1.0"}
+    assert by_eta["0.0"] == by_start[str(inpainting.get("warm_start", 1.0))]
+    assert inpainting.get("eta", 0.0) == float(min(by_eta, key=by_eta.get))
     with Store(out / "results.sqlite") as store:
         rows = [r for r in store.rows() if r["method"] == "mpgd"]
     row = next(r for r in rows if r["task"] == "inpainting")
@@ -218,6 +226,7 @@ def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
     monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0)),
                                        "diffmusic": ("gamma", (1.0, 3.0))})
     monkeypatch.setattr(tune, "WARM_START", ())  # step sizes only: the calls are counted
+    monkeypatch.setattr(tune, "ETA", ())
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
     opts = BenchOptions(data=tmp_path / "test", out=tmp_path / "out", tune_data=tmp_path / "valid",
                         tasks=["inpainting"], methods=["mpgd", "diffmusic"], steps=2,

@@ -13,6 +13,7 @@ songs with stems.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from diffmusic.audio import AudioError
 from diffmusic.bench.jobs import Job
 from diffmusic.bench.run import RunConfig, Runner
 from diffmusic.operators import TASKS
-from diffmusic.samplers import GAMMA, RHO
+from diffmusic.samplers import GAMMA, RHO, SAMPLERS
 
 if TYPE_CHECKING:
     from diffmusic.bench.main import BenchOptions
@@ -61,6 +62,12 @@ badly (DiffMusic 0.39 -> 1.35: below ``t = T / 2`` the prior does not regrow the
 baseline lacks). In separation, from the masking baseline, it raised the SI-SDR of DiffMusic,
 DPS and DSG by 8-10 dB at 0.15 on the 6 tuning windows (``benchmarks/refine_tuned.py``; the 2
 windows of the grid search had not told 1 from 0.5)."""
+ETA: tuple[float, ...] = (0.0, 0.5, 1.0)
+"""DDIM noise values tried last, besides the sampler's own default (DiffMusic and DSG 1, DPS and
+MPGD 0), at the choices made before. On the embedded prior's tuning split (4 clips per task,
+``benchmarks/refine_tuned.py --key eta``) DPS gained from 1 in every task it was tried on
+(super-resolution LSD 0.553 -> 0.456), MPGD from 1 in inpainting and 0.5 in super-resolution,
+DiffMusic from 0.5 in phase retrieval (0.0752 -> 0.0742); DiffMusic and DSG kept 1 elsewhere."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
@@ -102,10 +109,13 @@ def mean_score(runner: Runner, task: str, sampler: str, kwargs: dict, clips: lis
     return float(np.mean([r[METRIC.get(task, ("lsd", 1))[0]] for r in rows]))
 
 
-def _follow_ups(task: str) -> list[tuple[str, float, tuple[float, ...]]]:
-    """``(keyword, neutral value, values tried besides it)`` tuned after the step size, in order."""
+def _follow_ups(task: str, sampler: str) -> list[tuple[str, float, tuple[float, ...]]]:
+    """``(keyword, neutral value, values tried besides it)`` tuned after the step size, in order;
+    ``eta``'s neutral value is the sampler's default."""
     knobs = [("guidance_scale", 1.0, GUIDANCE[task])] if task in GUIDANCE else []
-    return [*knobs, ("warm_start", 1.0, WARM_START)]
+    eta = inspect.signature(SAMPLERS[sampler]).parameters["eta"].default
+    return [*knobs, ("warm_start", 1.0, WARM_START),
+            ("eta", eta, tuple(v for v in ETA if v != eta))]
 
 
 def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[], list],
@@ -136,7 +146,7 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
         means = scores.setdefault(sampler, {})
         step = best(sampler, means, param, values, {}, f"tune {task} {sampler}")
         choice, score = {param: step}, means[str(step)]
-        for key, neutral, tried in _follow_ups(task):
+        for key, neutral, tried in _follow_ups(task, sampler):
             k_means = scores.setdefault(f"{sampler} {key} at {settings_text(choice)}",
                                         {str(neutral): score})
             value = best(sampler, k_means, key, (neutral, *tried), choice,
@@ -182,4 +192,4 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     return path
 
 
-__all__ = ["GRID", "GUIDANCE", "WARM_START", "mean_score", "settings_text", "tune"]
+__all__ = ["ETA", "GRID", "GUIDANCE", "WARM_START", "mean_score", "settings_text", "tune"]
