@@ -11,7 +11,16 @@ from safetensors.torch import save_file
 from diffmusic.dsp import MelConfig
 from diffmusic.priors.embedded import embedded_prior
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
-from diffmusic.train.decoder import DECODER_CONFIG, decoder_losses, vae_digest
+from diffmusic.train import decoder as decoder_stage
+from diffmusic.train.decoder import (
+    DECODER_CONFIG,
+    bank_crops,
+    decoder_losses,
+    sampled_latent_bank,
+    teacher_l1,
+    vae_digest,
+)
+from diffmusic.train.diffusion import UNET_CONFIG, alphas_cumprod, build_unet, ddim_estimates
 from diffmusic.train.export import EMBEDDED, export, load_embedded
 from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import build_vae
@@ -61,6 +70,65 @@ def test_training_steps_lower_both_losses(vae, clips):
     after = decoder_losses(decoder, vae, wave, MelConfig(), 1.0)
     assert after["l1"] < 0.5 * before["l1"] and after["teacher"] < 0.5 * before["teacher"]
     assert torch.allclose(before["loss"], before["l1"] + before["teacher"])
+
+
+def test_teacher_l1_is_the_teacher_term_of_the_posterior_mean(vae, clips):
+    decoder = SubPixelMelDecoder.from_vae(vae)
+    wave = clips[:, :12800]
+    from diffmusic.dsp import log_mel
+    from diffmusic.train.vae import mel_to_image
+
+    with torch.no_grad():
+        z = vae.encode(mel_to_image(log_mel(wave, MelConfig()))).latent_dist.mean
+        expected = decoder_losses(decoder, vae, wave, MelConfig(), 1.0)["teacher"]
+        assert torch.allclose(teacher_l1(decoder, vae, z), expected)
+
+
+TINY_UNET = {**UNET_CONFIG, "block_out_channels": [8, 16, 16], "norm_num_groups": 4,
+             "attention_head_dim": 8}
+
+
+def _unet_checkpoint(runs, unet, step: int, scale: float = 2.0) -> None:
+    Checkpoint(runs / "unet").save({"unet": unet}, {"unet": unet},
+                                   torch.optim.AdamW(unet.parameters()), torch.Generator(),
+                                   {"step": step, "seconds": 1.0, "config": TINY_UNET})
+    (runs / "unet" / "latent.json").write_text(f'{{"scaling_factor": {scale}}}')
+
+
+def test_sampled_latent_bank_holds_ddim_estimates_cached_per_unet_step(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    torch.manual_seed(0)
+    unet = build_unet(TINY_UNET).eval()
+    _unet_checkpoint(runs, unet, step=1)
+    bank = sampled_latent_bank(runs, trajectories=8, steps=3, keep=2)
+    assert bank["train"].shape == (16, 8, 128, 16) and bank["valid"].shape == (8, 8, 128, 16)
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(8, 8, 128, 16, generator=generator)
+    labels = torch.arange(8) % 6
+    expected = ddim_estimates(unet, alphas_cumprod(), noise, labels, 3)[[0, 2]] / 2.0
+    assert torch.allclose(bank["train"], expected.flatten(0, 1), atol=1e-6)
+
+    def no_unet(runs):
+        raise AssertionError("the cached bank should have been used")
+
+    monkeypatch.setattr(decoder_stage, "trained_unet", no_unet)
+    assert torch.equal(sampled_latent_bank(runs, trajectories=8, steps=3, keep=2)["valid"],
+                       bank["valid"])
+    monkeypatch.undo()
+    with torch.no_grad():
+        unet.conv_out.bias.add_(1.0)
+    _unet_checkpoint(runs, unet, step=2)  # a further trained noise predictor: a new bank
+    assert not torch.allclose(sampled_latent_bank(runs, trajectories=8, steps=3, keep=2)["valid"],
+                              bank["valid"])
+
+
+def test_bank_crops_are_contiguous_windows_of_bank_latents():
+    bank = torch.arange(3 * 8 * 10 * 16, dtype=torch.float32).reshape(3, 8, 10, 16)
+    crops = bank_crops(bank, 5, 4, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 8, 4, 16)
+    for crop in crops:
+        item, start = divmod(int(crop[0, 0, 0]) // 16, 8 * 10)  # value of [item, 0, start, 0]
+        assert start <= 6 and torch.equal(crop, bank[item, :, start:start + 4])
 
 
 def _decoder_checkpoint(runs, decoder: SubPixelMelDecoder, teacher: AutoencoderKL) -> None:

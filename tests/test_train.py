@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from diffmusic.train import diffusion
 from diffmusic.train.export import EMBEDDED, export, load_embedded
-from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
+from diffmusic.train.loop import Checkpoint, CsvLog, LoopConfig, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,3 +95,27 @@ def test_sigterm_ends_the_step_and_writes_a_checkpoint(tmp_path):
                        {"model": model}, step)
     assert state["step"] == 4 and Checkpoint(tmp_path).state()["step"] == 4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+
+def test_a_log_row_with_new_keys_widens_the_header(tmp_path):
+    path = tmp_path / "log.csv"
+    CsvLog(path).write({"step": 1, "loss": 0.5})
+    log = CsvLog(path)  # a resumed run adds a loss term
+    log.write({"step": 2, "loss": 0.4, "sampled": 0.3})
+    log.write({"step": 3, "loss": 0.3})
+    assert path.read_text().splitlines() == ["step,loss,sampled", "1,0.5,", "2,0.4,0.3", "3,0.3,"]
+
+
+def test_ddim_estimates_recover_the_latent_an_exact_noise_predictor_implies():
+    abar = diffusion.alphas_cumprod()
+    generator = torch.Generator().manual_seed(0)
+    z0 = torch.randn(2, 8, 4, 16, generator=generator)
+
+    def exact(z: torch.Tensor, t: int, class_labels: torch.Tensor) -> SimpleNamespace:
+        a = float(abar[t])
+        return SimpleNamespace(sample=(z - a**0.5 * z0) / (1 - a) ** 0.5)
+
+    noise = torch.randn(2, 8, 4, 16, generator=generator)
+    estimates = diffusion.ddim_estimates(exact, abar, noise, torch.zeros(2, dtype=torch.long), 5)
+    assert estimates.shape == (5, 2, 8, 4, 16)
+    assert torch.allclose(estimates, z0.expand_as(estimates), atol=1e-4)

@@ -103,6 +103,43 @@ def latent_scaling(runs: Path, vae: AutoencoderKL, sampler: CropSampler, mel_cfg
     return stats["scaling_factor"]
 
 
+def trained_unet(runs: Path) -> tuple[UNet2DModel, float]:
+    """The noise predictor's EMA weights in ``runs/unet`` (eval, frozen) and its scaling factor."""
+    ckpt = Checkpoint(Path(runs) / "unet")
+    unet = build_unet(ckpt.state().get("config"))
+    unet.load_state_dict(ckpt.weights("unet"))
+    scale = json.loads((Path(runs) / "unet" / "latent.json").read_text())["scaling_factor"]
+    return unet.eval().requires_grad_(False), scale
+
+
+@torch.no_grad()
+def ddim_estimates(unet: UNet2DModel, abar: Tensor, noise: Tensor, labels: Tensor,
+                   steps: int = 50) -> Tensor:
+    """Denoised estimates of an unguided DDIM (eta 0) run from ``noise`` (Song et al., 2021).
+
+    Args:
+        unet: Noise predictor.
+        abar: ``alpha_bar_t``, shape ``(num_train_timesteps,)``.
+        noise: Initial scaled latents ``(B, 8, F, 16)``.
+        labels: Embedding indices ``(B,)`` (0 unconditional, ``k + 1`` class ``k``).
+        steps: DDIM steps.
+
+    Returns:
+        The estimate of ``z_0`` after each step, ``(steps, B, 8, F, 16)``, scaled; the last one
+        is the sample.
+    """
+    z, estimates = noise.clone(), []
+    times = torch.linspace(abar.numel() - 1, 0, steps).round().long().tolist()
+    for i, t in enumerate(times):
+        a = float(abar[t])
+        a_prev = float(abar[times[i + 1]]) if i + 1 < len(times) else 1.0
+        eps = unet(z, t, class_labels=labels).sample
+        z0 = (z - (1 - a) ** 0.5 * eps) / a**0.5
+        z = a_prev**0.5 * z0 + (1 - a_prev) ** 0.5 * eps
+        estimates.append(z0)
+    return torch.stack(estimates)
+
+
 def diffusion_losses(unet: UNet2DModel, z0: Tensor, labels: Tensor, abar: Tensor,
                      generator: torch.Generator | None, p_uncond: float) -> dict[str, Tensor]:
     """Epsilon-prediction MSE for scaled latents ``z0`` (B, 8, F, 16) and labels ``(B,)``.

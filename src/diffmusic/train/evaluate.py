@@ -20,6 +20,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, fast_griffin_lim, log_mel, mel_filterbank, stft
 from diffmusic.train.datasets import validation_clips
+from diffmusic.train.diffusion import ddim_estimates
 from diffmusic.train.export import EmbeddedModels, load_embedded
 from diffmusic.train.vae import image_to_mel, mel_to_image
 
@@ -136,15 +137,7 @@ def ddim_samples(models: EmbeddedModels, labels: Tensor, noise: Tensor,
     Returns:
         Log-mels, shape ``(B, 512, 64)``.
     """
-    z = noise.clone()
-    abar = models.alphas_cumprod
-    times = torch.linspace(abar.numel() - 1, 0, steps).round().long().tolist()
-    for i, t in enumerate(times):
-        a = float(abar[t])
-        a_prev = float(abar[times[i + 1]]) if i + 1 < len(times) else 1.0
-        eps = models.unet(z, t, class_labels=labels).sample
-        z0 = (z - (1 - a) ** 0.5 * eps) / a**0.5
-        z = a_prev**0.5 * z0 + (1 - a_prev) ** 0.5 * eps
+    z = ddim_estimates(models.unet, models.alphas_cumprod, noise, labels, steps)[-1]
     return image_to_mel(models.decode(z / models.scaling_factor))
 
 

@@ -138,7 +138,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 class CsvLog:
-    """Appends rows to ``log.csv``; the header is fixed by the first row ever written."""
+    """Appends rows to ``log.csv``; a row with new keys widens the header (old rows: empty)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -148,15 +148,24 @@ class CsvLog:
                 self.fields = next(csv.reader(f), None)
 
     def write(self, row: dict[str, float]) -> None:
-        """Append one row (unknown keys are dropped, missing ones left empty)."""
-        new = self.fields is None
-        if new:
+        """Append one row (missing keys are left empty)."""
+        added = [k for k in row if k not in (self.fields or [])]
+        if added and self.fields is not None:
+            with self.path.open() as f:
+                rows = list(csv.DictReader(f))
+            self.fields = [*self.fields, *added]
+            self._write_rows(rows, "w")
+        elif added:
             self.fields = list(row)
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            if new:
+            self._write_rows([], "w")
+        self._write_rows([row], "a")
+
+    def _write_rows(self, rows: list[dict], mode: str) -> None:
+        with self.path.open(mode, newline="") as f:
+            writer = csv.DictWriter(f, self.fields)
+            if mode == "w":
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerows(rows)
 
 
 @contextlib.contextmanager
