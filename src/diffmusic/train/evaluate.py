@@ -5,7 +5,8 @@ Measures the protocol LSD (DESIGN.md §3) of (a) vocoder copy-synthesis from the
 is the sub-pixel one, also through the VAE's own), (c) fast Griffin-Lim (100 iterations) from the
 mel smoothed back to a linear spectrogram with the filterbank's pseudo-inverse (the classical
 reference), the seconds of one DiffMusic step on a 5.12 s clip, and the Fréchet distance
-(FD-musicnn) of unguided samples to validation music.
+(FD-musicnn) of unguided samples to validation music (through both decoders, when the
+sub-pixel one is present).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -233,6 +235,9 @@ def main(data: Path, runs: Path, folder: Path | None, clips: int, threads: int) 
         references = validation_clips(Path(data), CLIP, count=24, root="music")
         result["sample_fd"] = {"references": len(references), "samples": 24,
                                **sample_fd(models, references)}
+        if models.decoder is not None:
+            result["sample_fd_full_decoder"] = sample_fd(replace(models, decoder=None),
+                                                         references)
     text = json.dumps(result, indent=1)
     print(text)
     (Path(runs) / "eval.json").write_text(text)
