@@ -84,7 +84,7 @@ def _export_decoder(runs: Path, out: Path, previous: dict | None) -> dict | None
             "file": "decoder.safetensors", "dtype": "float32",
             "config": state.get("config", DECODER_CONFIG.to_dict()), "vae_sha256": digest,
             "input": "unscaled VAE latent; replaces the VAE's decoder",
-            **_stage_info(runs / "decoder")}
+            "sampled_batch": state.get("sampled_batch", 0), **_stage_info(runs / "decoder")}
 
 
 def export(runs: Path, out: Path | None = None) -> dict:
