@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
-from diffmusic.dsp import MelConfig
+from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.priors.embedded import embedded_prior
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.train import decoder as decoder_stage
@@ -23,7 +23,7 @@ from diffmusic.train.decoder import (
 from diffmusic.train.diffusion import UNET_CONFIG, alphas_cumprod, build_unet, ddim_estimates
 from diffmusic.train.export import EMBEDDED, export, load_embedded
 from diffmusic.train.loop import Checkpoint
-from diffmusic.train.vae import build_vae
+from diffmusic.train.vae import build_vae, mel_to_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,9 +75,6 @@ def test_training_steps_lower_both_losses(vae, clips):
 def test_teacher_l1_is_the_teacher_term_of_the_posterior_mean(vae, clips):
     decoder = SubPixelMelDecoder.from_vae(vae)
     wave = clips[:, :12800]
-    from diffmusic.dsp import log_mel
-    from diffmusic.train.vae import mel_to_image
-
     with torch.no_grad():
         z = vae.encode(mel_to_image(log_mel(wave, MelConfig()))).latent_dist.mean
         expected = decoder_losses(decoder, vae, wave, MelConfig(), 1.0)["teacher"]
@@ -115,6 +112,9 @@ def test_sampled_latent_bank_holds_ddim_estimates_cached_per_unet_step(tmp_path,
     assert torch.equal(sampled_latent_bank(runs, trajectories=8, steps=3, keep=2)["valid"],
                        bank["valid"])
     monkeypatch.undo()
+    assert sampled_latent_bank(runs, trajectories=8, steps=3, keep=3)["train"].shape[0] == 24
+    with pytest.raises(ValueError, match="multiple"):
+        sampled_latent_bank(runs, trajectories=12, steps=3, keep=2)
     with torch.no_grad():
         unet.conv_out.bias.add_(1.0)
     _unet_checkpoint(runs, unet, step=2)  # a further trained noise predictor: a new bank

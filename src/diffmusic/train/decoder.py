@@ -54,42 +54,53 @@ def teacher_l1(decoder: SubPixelMelDecoder, vae: AutoencoderKL, z: Tensor) -> Te
 
 
 def sampled_latent_bank(runs: Path, trajectories: int = 96, steps: int = 25, keep: int = 5,
-                        seed: int = 0) -> dict[str, Tensor]:
+                        seed: int = 0, batch: int = 8) -> dict[str, Tensor]:
     """Denoised estimates along unguided DDIM runs of the noise predictor in ``runs/unet``.
 
     The runs start from seeded noise, labels cycling through unconditional and the classes;
     ``keep`` evenly spaced estimates of each run are kept, the final sample among them. Cached in
-    ``runs/decoder/sampled_latents.safetensors`` for the noise predictor's current step.
+    ``runs/decoder/sampled_latents.safetensors`` for the noise predictor's current step and these
+    arguments.
+
+    Args:
+        runs: Runs root with the noise predictor's checkpoint in ``runs/unet``.
+        trajectories: Training runs, a multiple of ``batch``.
+        steps: DDIM steps per run.
+        keep: Estimates kept per training run.
+        seed: Seed of the initial noise.
+        batch: Runs sampled together; also the number of validation runs.
 
     Returns:
-        ``{"train": (trajectories * keep, 8, 128, 16), "valid": (8, 8, 128, 16)}``, unscaled
-        latents; ``valid`` holds the final samples of 8 further runs.
+        ``{"train": (trajectories * keep, 8, 128, 16), "valid": (batch, 8, 128, 16)}``,
+        unscaled latents; ``valid`` holds the final samples of ``batch`` further runs.
     """
+    if trajectories % batch:
+        raise ValueError(f"trajectories ({trajectories}) must be a multiple of batch ({batch})")
     path = Path(runs) / "decoder" / "sampled_latents.safetensors"
-    unet_step = str(Checkpoint(Path(runs) / "unet").state()["step"])
+    key = {"unet_step": str(Checkpoint(Path(runs) / "unet").state()["step"]),
+           "trajectories": str(trajectories), "steps": str(steps), "keep": str(keep),
+           "seed": str(seed), "batch": str(batch)}
     if path.exists():
         with safe_open(str(path), "pt") as f:
-            if f.metadata().get("unet_step") == unet_step:
+            if f.metadata() == key:
                 return load_file(str(path))
     unet, scale = trained_unet(runs)
     abar = alphas_cumprod()
     generator = torch.Generator().manual_seed(seed)
     picks = torch.linspace(0, steps - 1, keep).round().long()
     train, valid = [], []
-    for start in range(0, trajectories + 8, 8):
-        labels = torch.arange(start, start + 8) % (len(CLASSES) + 1)
-        noise = torch.randn(8, 8, 128, 16, generator=generator)
+    for start in range(0, trajectories + batch, batch):
+        labels = torch.arange(start, start + batch) % (len(CLASSES) + 1)
+        noise = torch.randn(batch, 8, 128, 16, generator=generator)
         estimates = ddim_estimates(unet, abar, noise, labels, steps) / scale
         if start < trajectories:
             train.append(estimates[picks].flatten(0, 1))
         else:
             valid.append(estimates[-1])
-        print(f"sampled latents: {min(start + 8, trajectories + 8)} of {trajectories + 8} runs",
-              flush=True)
+        print(f"sampled latents: {start + batch} of {trajectories + batch} runs", flush=True)
     bank = {"train": torch.cat(train).contiguous(), "valid": torch.cat(valid).contiguous()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(bank, str(path), metadata={"unet_step": unet_step, "steps": str(steps),
-                                         "seed": str(seed)})
+    save_file(bank, str(path), metadata=key)
     return bank
 
 
