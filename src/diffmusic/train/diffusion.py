@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
+from diffmusic.samplers import ddim_update, predict_z0, timesteps
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL, CropSampler, validation_clips
 from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
 from diffmusic.train.vae import VAE_CONFIG, build_vae, mel_to_image
@@ -115,7 +116,8 @@ def trained_unet(runs: Path) -> tuple[UNet2DModel, float]:
 @torch.no_grad()
 def ddim_estimates(unet: UNet2DModel, abar: Tensor, noise: Tensor, labels: Tensor,
                    steps: int = 50) -> Tensor:
-    """Denoised estimates of an unguided DDIM (eta 0) run from ``noise`` (Song et al., 2021).
+    """Denoised estimates of an unguided DDIM (eta 0) run from ``noise`` (Song et al., 2021),
+    on the samplers' timestep grid and update.
 
     Args:
         unet: Noise predictor.
@@ -128,14 +130,13 @@ def ddim_estimates(unet: UNet2DModel, abar: Tensor, noise: Tensor, labels: Tenso
         The estimate of ``z_0`` after each step, ``(steps, B, 8, F, 16)``, scaled; the last one
         is the sample.
     """
-    z, estimates = noise.clone(), []
-    times = torch.linspace(abar.numel() - 1, 0, steps).round().long().tolist()
-    for i, t in enumerate(times):
-        a = float(abar[t])
-        a_prev = float(abar[times[i + 1]]) if i + 1 < len(times) else 1.0
+    z, estimates = noise, []
+    times = timesteps(abar.numel(), steps)
+    for t, t_prev in zip(times, [*times[1:], None], strict=True):
+        a_prev = float(abar[t_prev]) if t_prev is not None else 1.0
         eps = unet(z, t, class_labels=labels).sample
-        z0 = (z - (1 - a) ** 0.5 * eps) / a**0.5
-        z = a_prev**0.5 * z0 + (1 - a_prev) ** 0.5 * eps
+        z0 = predict_z0(z, eps, float(abar[t]))
+        z = ddim_update(z0, eps, a_prev)
         estimates.append(z0)
     return torch.stack(estimates)
 
