@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
 
 from diffmusic.operators import Inpainting, SuperResolution
 from diffmusic.priors.gaussian import GaussianPrior
@@ -9,6 +10,7 @@ from diffmusic.samplers import (
     SAMPLERS,
     WarmStart,
     normalized_step,
+    normalized_step_size,
     sample_ddim,
     sample_diffmusic,
     timesteps,
@@ -24,11 +26,16 @@ def gaussian() -> GaussianPrior:
     return GaussianPrior(LENGTH, RATE)
 
 
-def test_timesteps_run_from_last_to_first():
-    ts = timesteps(1000, 5)
-    assert ts == [999, 749, 500, 250, 0]
-    with pytest.raises(ValueError):
-        timesteps(1000, 1)
+def test_timesteps_are_diffusers_trailing_grid():
+    assert timesteps(1000, 5) == [999, 799, 599, 399, 199]
+    assert timesteps(1000, 2) == [999, 499]  # two real jumps, none wasted at t = 0
+    scheduler = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+    for steps in (3, 7, 25, 50, 1000):
+        scheduler.set_timesteps(steps)
+        assert timesteps(1000, steps) == scheduler.timesteps.tolist()
+    for bad in (1, 1001):
+        with pytest.raises(ValueError, match="between 2 and 1000"):
+            timesteps(1000, bad)
 
 
 def test_gaussian_eps_is_the_mmse_predictor(gaussian):
@@ -111,17 +118,28 @@ def test_stronger_guidance_agrees_more_with_the_measurement(gaussian):
     assert finals[0] > finals[1] > finals[2]
 
 
-def test_normalized_step_has_the_noise_level_size_whatever_the_loss_scale():
+def test_normalized_step_has_the_given_size_whatever_the_loss_scale():
     grad = torch.randn(6, 8, 4, 2, generator=torch.Generator().manual_seed(0))
     grad[3:] *= 1e-3  # the second measurement's three sources see a far weaker loss
-    a_t = 0.3
-    step = normalized_step(grad, a_t, rho=0.2, num_sources=3)
-    torch.testing.assert_close(normalized_step(1e4 * grad, a_t, 0.2, 3), step)
+    step = normalized_step(grad, 0.3, num_sources=3)
+    torch.testing.assert_close(normalized_step(1e4 * grad, 0.3, 3), step)
     per_measurement = step.reshape(2, -1)
     rms = per_measurement.pow(2).mean(1).sqrt()
-    torch.testing.assert_close(rms, torch.full((2,), 0.2 * ((1 - a_t) / a_t) ** 0.5))
+    torch.testing.assert_close(rms, torch.full((2,), 0.3))
     # within one measurement the sources share the step in proportion to their gradients
     torch.testing.assert_close(step[:3] / grad[:3], step[:1] / grad[:1] * torch.ones(3, 1, 1, 1))
+
+
+def test_normalized_step_size_follows_the_noise_and_is_bounded_by_what_is_left():
+    a_t, a_prev = 0.3, 0.31  # a small step: the noise level of z_t sets the size
+    carry = a_prev**0.5 - (1 - a_prev) ** 0.5 * (a_t / (1 - a_t)) ** 0.5
+    size = normalized_step_size(0.2, a_t, a_prev, carry, a_last=0.999)
+    assert size == pytest.approx(0.2 * ((1 - a_t) / a_t) ** 0.5)
+    # a jump from almost pure noise to the output: the step moves the output by at most
+    # rho times the schedule's last noise level, not by rho times the noise of z_t
+    size = normalized_step_size(0.2, 1e-4, 1.0, 1.0, a_last=0.999)
+    assert size == pytest.approx(0.2 * 0.001**0.5)
+    assert size * 1.0 <= 0.2 * (1 - 0.999) ** 0.5 + 1e-12
 
 
 def test_a_larger_normalized_step_agrees_more_with_the_measurement(gaussian):
@@ -142,8 +160,12 @@ def test_warm_start_runs_the_tail_of_the_schedule_from_the_initial_estimate(gaus
     seen = []
     part = sample_ddim(gaussian, op, y, steps=10, generator=torch.Generator().manual_seed(1),
                        start=WarmStart(init, 0.3), callback=seen.append)
-    assert [s["t"] for s in seen] == [t for t in timesteps(1000, 10) if t <= 300]
+    assert [s["t"] for s in seen] == [t for t in timesteps(1000, 10) if t < 300]
     assert part.record.settings["warm_start"] == 0.3
+    seen.clear()  # a strength below the grid's last step runs one step from its own level
+    sample_ddim(gaussian, op, y, steps=2, generator=torch.Generator().manual_seed(1),
+                start=WarmStart(init, 0.15), callback=seen.append)
+    assert [s["t"] for s in seen] == [149]
 
     def error(strength: float | None) -> float:
         start = None if strength is None else WarmStart(init, strength)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,11 +15,13 @@ import numpy as np
 from torch import Tensor
 
 from diffmusic.dsp import stft
+from diffmusic.files import atomic_path
 
 
 @contextmanager
 def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file next to ``path`` and move it over ``path`` when the block succeeds.
+    """Open a temporary file next to ``path`` and publish it as ``path`` when the block
+    succeeds (:func:`diffmusic.files.atomic_path`: fsync, rename, the umask's permissions).
 
     Readers never see a half-written file; on an exception the temporary file is removed and
     ``path`` is left as it was.
@@ -30,16 +30,9 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
         path: Final file path (its folder is created).
         mode: ``"w"`` (text, UTF-8) or ``"wb"``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else
+                                                      {"encoding": "utf-8"})) as handle:
+        yield handle
 
 
 def write_json(path: str | Path, data: dict) -> Path:

@@ -136,15 +136,21 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     warm_start = tuned_strength if warm_start is None else warm_start
     cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
                            negative_prompt)
-    gain_db = level_gain_db(operator, y, level_db)
+    dc = operator.dc_offset(y)
+    offset = 0.0 if dc is None else dc * torch.ones(operator.num_samples, dtype=y.dtype,
+                                                     device=y.device)
+    with torch.no_grad():
+        y_ac = y if dc is None else y - operator(offset)
+    gain_db = level_gain_db(operator, y_ac, level_db)
     gain = 10 ** (gain_db / 20)
-    y_in = y * _per_item(gain, y)
+    y_in = y_ac * _per_item(gain, y_ac)
     start = warm_start_from_baseline(prior, operator, y_in, warm_start)
     sample = SAMPLERS[sampler](prior, operator, y_in, steps=steps, generator=generator,
                                cond=cond, callback=callback, start=start, **kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave)
     with torch.no_grad():
-        wave = operator.project(raw, y) if project else raw
+        wave = (operator.project(raw, y_ac) if project else raw) + offset
+        raw = raw + offset
         raw_loss = operator.loss(raw, y)
         final_loss = operator.loss(wave, y) if project else raw_loss
     record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),
@@ -152,6 +158,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
               "negative_prompt": negative_prompt, "projection": project,
               "tuned_defaults": defaults.describe(),
               "level": {"target_dbfs": level_db,
-                        "gain_db": gain_db.tolist()},
+                        "gain_db": gain_db.tolist(),
+                        "dc_offset": None if dc is None else dc[:, 0].tolist()},
               "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}
     return Restoration(wave, raw, record)

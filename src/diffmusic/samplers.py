@@ -93,11 +93,16 @@ class Sample:
 
 
 def timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """``steps`` training timesteps from ``T - 1`` down to 0, evenly spaced ("trailing")."""
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
-    grid = torch.linspace(num_train_timesteps - 1, 0, steps)
-    return [int(round(t)) for t in grid.tolist()]
+    """``steps`` training timesteps ``T - 1 - i T / steps``: diffusers' "trailing" spacing.
+
+    Every step is a real jump (the last from ``T / steps - 1`` to the clean latent); the
+    "linspace" grid ends at ``t = 0``, whose step barely moves, so at 2 steps it made one jump
+    from pure noise straight to the output.
+    """
+    if not 2 <= steps <= num_train_timesteps:
+        raise ValueError(f"steps must be between 2 and {num_train_timesteps}, got {steps}")
+    return [round(num_train_timesteps - i * num_train_timesteps / steps) - 1
+            for i in range(steps)]
 
 
 def ddim_sigma(a_t: float, a_prev: float, eta: float) -> float:
@@ -163,7 +168,8 @@ def _first_latent(prior: Prior, shape: tuple[int, ...], ts: list[int],
     noise = torch.randn(shape, generator=generator, device=generator.device)
     if start is None:
         return noise, ts
-    ts = [t for t in ts if t <= start.strength * prior.num_train_timesteps] or ts[-1:]
+    last = math.ceil(start.strength * prior.num_train_timesteps) - 1
+    ts = [t for t in ts if t <= last] or [max(last, 0)]
     a = float(prior.alphas_cumprod[ts[0]])
     return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, ts
 
@@ -259,33 +265,54 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 {"guidance_rate": guidance_rate, "eta": eta, "vmc": vmc}, callback, start)
 
 
-def normalized_step(grad: Tensor, a_t: float, rho: float, num_sources: int) -> Tensor:
-    """``rho sqrt(n (1 - a_t) / a_t) grad / ||grad||`` per measurement, shape of ``grad``.
+def normalized_step(grad: Tensor, size: float, num_sources: int) -> Tensor:
+    """``grad`` rescaled to an RMS of ``size`` per latent element, per measurement.
 
-    The step moves ``sqrt(a_t) z0`` (the signal part of ``z_t``) by ``rho`` times the noise's RMS
-    ``sqrt(1 - a_t)``, whatever the scale of the loss: strong guidance while the noise hides it,
-    fading as ``t -> 0``. The norm is taken jointly over the ``K`` latents of one measurement,
-    so a source the measurement barely sees takes a small share of the step.
+    The norm is taken jointly over the ``K`` latents of one measurement, so a source the
+    measurement barely sees takes a small share of the step.
 
     Args:
         grad: Gradient with respect to ``z0_hat``, ``(B * K, *latent)``.
-        a_t: ``alpha_bar_t``.
-        rho: Step as a fraction of the noise level.
+        size: RMS of the step per element.
         num_sources: ``K``.
     """
     per_item = grad.reshape(-1, num_sources * grad[0].numel())
     norm = torch.linalg.vector_norm(per_item, dim=1).clamp_min(1e-12)
-    scale = rho * math.sqrt(per_item.shape[1] * (1 - a_t) / a_t) / norm
+    scale = size * math.sqrt(per_item.shape[1]) / norm
     return grad * scale.repeat_interleave(num_sources).view(-1, *[1] * (grad.dim() - 1))
+
+
+def normalized_step_size(rho: float, a_t: float, a_prev: float, carry: float,
+                         a_last: float) -> float:
+    """RMS per element of DiffMusic's normalised step on ``z0_hat``.
+
+    ``rho sqrt((1 - a_t) / a_t)`` moves ``sqrt(a_t) z0`` (the signal part of ``z_t``) by ``rho``
+    times the noise RMS ``sqrt(1 - a_t)``, whatever the scale of the loss: strong guidance
+    while the noise hides it, fading as ``t -> 0``. A DDIM step carries a change of ``z0`` into
+    ``z_{t-1}`` with the factor ``carry``; the size is bounded so that the step never moves
+    ``z_{t-1}`` by more than ``rho`` times the noise left in it, ``sqrt(1 - a_prev)`` (the
+    clean output counts as ``a_last``, the schedule's last level). Small steps are below the
+    bound; a large jump (few steps) would otherwise land a step sized for ``t`` in an almost
+    noiseless latent.
+
+    Args:
+        rho: Step as a fraction of the noise level.
+        a_t: ``alpha_bar`` at the current step.
+        a_prev: ``alpha_bar`` of the latent the step produces (1: the clean output).
+        carry: ``d z_{t-1} / d z0*`` of the sampler's update.
+        a_last: ``alpha_bar`` of the schedule's last training timestep.
+    """
+    noise_left = math.sqrt(1 - min(a_prev, a_last))
+    return rho * min(math.sqrt((1 - a_t) / a_t), noise_left / max(carry, 1e-12))
 
 
 def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a_t: float,
                cond: Condition | None, gamma: float | None, vmc: bool,
-               rho: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+               step_size: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``eps``, a guided ``z0*`` (no UNet backprop) and the loss.
 
     ``z0* = z0_hat - gamma grad_{z0_hat} loss``, or with ``gamma=None`` the
-    :func:`normalized_step` of size ``rho``.
+    :func:`normalized_step` of RMS ``step_size``.
     """
     with torch.no_grad():
         eps = prior.eps(z, t, cond)
@@ -293,7 +320,7 @@ def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a
     loss = measurement_loss(prior, operator, y, z0, vmc)
     grad = _grad(loss, z0)
     step = (gamma * grad if gamma is not None
-            else normalized_step(grad, a_t, rho, operator.num_sources))
+            else normalized_step(grad, step_size, operator.num_sources))
     return eps, (z0 - step).detach(), loss
 
 
@@ -330,10 +357,14 @@ def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     """
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        _, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc, rho)
+        sigma = ddim_sigma(a_t, a_prev, eta)
+        # eps_hat follows z0*, so z_{t-1} moves by (sqrt(a') - c sqrt(a / (1 - a))) dz0*
+        carry = math.sqrt(a_prev) - math.sqrt(max(1 - a_prev - sigma**2, 0.0) * a_t / (1 - a_t))
+        size = normalized_step_size(rho, a_t, a_prev, carry, float(prior.alphas_cumprod[0]))
+        _, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc, size)
         eps_hat = (z - math.sqrt(a_t) * z0_star) / math.sqrt(1 - a_t)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
-        return ddim_update(z0_star, eps_hat, a_prev, ddim_sigma(a_t, a_prev, eta), noise), loss
+        return ddim_update(z0_star, eps_hat, a_prev, sigma, noise), loss
 
     settings = {"gamma": gamma, "eta": eta, "vmc": vmc}
     if gamma is None:

@@ -1,22 +1,35 @@
 """The ``diffmusic`` command: ``degrade``, ``restore`` and ``demo``.
 
-Exit status: 0 on success, 2 for bad usage or bad input (one line ``diffmusic: error: ...`` on
-stderr, no traceback), 130 when interrupted; other failures raise (status 1).
+Exit status: 0 on success (outputs that already exist are skipped), 2 for bad usage or bad input
+(one line ``diffmusic: error: ...`` on stderr, no traceback, nothing written), 3 when some files
+of a batch failed and the others were written, 130 when interrupted (Ctrl-C), 143 when
+terminated (SIGTERM); an interrupted write leaves no partial file. Other failures raise
+(status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
 from diffmusic.cli import bench, degrade, demo, detect_gaps, restore
 from diffmusic.cli.errors import CliError
+from diffmusic.files import OutputError
 
 USER_ERRORS = (CliError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError, FileExistsError)
+               PermissionError, FileExistsError, OutputError)
 """Mistakes a user can fix; ``ValueError`` covers ``AudioError``, ``PriorNotFound``, JSON
 decoding and operator argument checks."""
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler, so that temporary files are removed on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,6 +61,7 @@ def one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
@@ -59,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diffmusic: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("diffmusic: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["CliError", "build_parser", "main"]

@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from diffmusic.audio import WRITE_SUFFIXES
 from diffmusic.cli.errors import CliError
 
-AUDIO_SUFFIXES = (".wav", ".flac")
-"""Suffixes ``restore`` writes."""
-READ_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".opus",
-                 ".npy")
+READ_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".aac",
+                 ".opus", ".webm", ".wma", ".mp4", ".mkv", ".mka", ".mov", ".npy")
 """Suffixes of the files a folder restore picks up."""
 
 
@@ -28,13 +27,13 @@ def audio_outputs(sources: list[str] | None, out: Path) -> tuple[list[Path], Pat
 
     Args:
         sources: Source names of a separation, ``None`` for one output.
-        out: The ``-o`` path (a .wav/.flac file, or a folder for separation).
+        out: The ``-o`` path (an audio file, or a folder for separation).
     """
     if sources is None:
-        if out.suffix.lower() not in AUDIO_SUFFIXES or out.is_dir():
-            raise CliError(f"-o {out}: give a .wav or .flac file name")
+        if out.suffix.lower() not in WRITE_SUFFIXES or out.is_dir():
+            raise CliError(f"-o {out}: give a file name ending in {', '.join(WRITE_SUFFIXES)}")
         return [out], out.with_suffix(".json")
-    if out.suffix.lower() in AUDIO_SUFFIXES or out.is_file():
+    if out.suffix.lower() in WRITE_SUFFIXES or out.is_file():
         raise CliError(f"-o {out}: source separation writes a folder with one wav per source; "
                        "give a folder name")
     return [out / f"{name}.wav" for name in sources], out / "restore.json"
@@ -60,7 +59,7 @@ def plan_jobs(inputs: list[Path], out: Path, separation: bool) -> tuple[list[Job
     """
     if len(inputs) == 1 and not inputs[0].is_dir():
         return [Job(inputs[0], out)], False
-    if out.suffix.lower() in AUDIO_SUFFIXES or out.is_file():
+    if out.suffix.lower() in WRITE_SUFFIXES or out.is_file():
         raise CliError(f"-o {out}: several inputs or a folder need an output folder")
     jobs: list[Job] = []
     for source in inputs:

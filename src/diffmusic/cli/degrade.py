@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from diffmusic.audio import load_audio
+from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import fit_length, folder_outputs, write_measurement
 from diffmusic.cli.options import (
@@ -20,10 +21,15 @@ from diffmusic.cli.options import (
     build_operator,
     positive_float,
     refuse_overwrite,
+    seed_type,
 )
 from diffmusic.operators import STEMS
 
 STEM_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+WORKING_BYTES_PER_SAMPLE = 64
+"""Memory a clip needs per sample while it is degraded and written (the clean float32 clip,
+its measurement, an STFT magnitude of 513 bins per 160 samples and the temporaries), with
+room to spare."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -42,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_operator_options(parser, task_required=True)
     parser.add_argument("--noise-snr", type=float, metavar="DB",
                         help="add white measurement noise at this SNR (default: none)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_type, default=0,
                         help="seed of the random mask, the synthetic room response and the "
                              "noise (default 0)")
     parser.add_argument("--duration", type=positive_float, metavar="SEC",
@@ -59,7 +65,20 @@ def clip_length(duration: float | None) -> int:
     length = round(duration * SAMPLE_RATE)
     if length < 1:
         raise CliError(f"--duration {duration:g}: shorter than one sample")
+    needed, available = length * WORKING_BYTES_PER_SAMPLE, available_memory()
+    if available is not None and needed > available:
+        raise CliError(f"--duration {duration:g}: a clip that long needs about "
+                       f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB are "
+                       "available")
     return length
+
+
+def available_memory() -> int | None:
+    """Bytes of physical memory available now (``None`` where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def find_stems(folder: Path) -> dict[str, Path]:
@@ -84,11 +103,12 @@ def load_clean(source: Path, task: str, length: int) -> tuple[Tensor, list[Path]
         stems = find_stems(source)
         waves = [fit_length(load_audio(path, SAMPLE_RATE, mono=True)[0], length)
                  for path in stems.values()]
+        require_signal(torch.stack(waves).sum(0), source)
         return torch.stack(waves, 1), list(stems.values()), list(stems)
     if source.is_dir():
         raise CliError(f"{source}: is a folder; --task {task} needs an audio file")
     wave, _ = load_audio(source, SAMPLE_RATE, mono=True)
-    return fit_length(wave, length), [source], []
+    return fit_length(require_signal(wave, source), length), [source], []
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,9 +7,8 @@ import math
 import sys
 from pathlib import Path
 
-from diffmusic.audio import load_audio
+from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import check_complete
 from diffmusic.cli.options import positive_float
 from diffmusic.gaps import detect_gaps, format_labels
 from diffmusic.report import atomic_output
@@ -41,10 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--threshold must be a level in dBFS <= 0, got {args.threshold}")
     if args.output is not None and args.output.resolve() == args.input.resolve():
         raise CliError(f"-o {args.output}: would overwrite the input {args.input}")
-    check_complete(args.input)
     wave, rate = load_audio(args.input)
-    if not wave.abs().max() > 0:
-        raise CliError(f"{args.input}: every sample is zero (the recording is silent)")
+    require_signal(wave, args.input)
     text = format_labels(detect_gaps(wave, rate, args.threshold, args.min_duration, args.edges))
     if args.output is None:
         sys.stdout.write(text)

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from diffmusic.audio import load_audio, save_audio
+from diffmusic.audio import load_audio, require_signal, save_audio
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.options import STFT_HOP, padded_length
+from diffmusic.files import write_together
 from diffmusic.longform import fit_length
 from diffmusic.operators import OPERATORS, Operator, from_spec
 from diffmusic.recording import measurement_shape
 from diffmusic.report import write_json, write_npy
 
 MEASUREMENT_JSON = "measurement.json"
+NPY_MAGIC = b"\x93NUMPY"
+"""The first bytes of every ``.npy`` file."""
 FORMAT = "diffmusic-measurement"
 VERSION = 1
 
@@ -43,35 +48,6 @@ class Measurement:
     inputs: list[Path] = field(default_factory=list)
 
 
-def check_complete(path: Path) -> None:
-    """Refuse a WAV file whose data chunk is cut short (libsndfile reads the rest silently).
-
-    Raises:
-        CliError: The file's data chunk claims more bytes than the file holds.
-    """
-    if not path.is_file():
-        return
-    try:
-        with open(path, "rb") as file:
-            header = file.read(12)
-            if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-                return
-            size = path.stat().st_size
-            while True:
-                chunk = file.read(8)
-                if len(chunk) < 8:
-                    return
-                name, length = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if name == b"data":
-                    if length != 0xFFFFFFFF and file.tell() + length > size:
-                        raise CliError(f"{path}: truncated WAV file (its data chunk claims "
-                                       f"{length} bytes, {size - file.tell()} are present)")
-                    return
-                file.seek(length + (length & 1), 1)
-    except OSError as error:
-        raise CliError(f"{path}: cannot read ({error.strerror or error})") from None
-
-
 def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
     """Zero-pad ``y`` (batch of one) to the shape of ``operator``'s measurements.
 
@@ -92,10 +68,15 @@ def load_magnitude(path: Path) -> Tensor:
     """A magnitude measurement ``(frequency bins, frames)`` from ``.npy``, shape ``(1, F, T)``."""
     if not path.is_file():
         raise CliError(f"{path}: no such file")
+    with open(path, "rb") as file:
+        magic = file.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        raise CliError(f"{path}: not a .npy array; phase_retrieval restores a magnitude "
+                       "spectrogram (frequency bins x frames) saved with numpy.save")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise CliError(f"{path}: not a .npy array ({error})") from None
+        raise CliError(f"{path}: not a readable .npy array ({error})") from None
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating) or array.shape[1] < 2:
@@ -122,10 +103,10 @@ def load_measurement(path: Path, task: str, measurement_rate: int, sample_rate: 
         The measurement ``(1, ...)`` and the clip length in samples at ``sample_rate``.
     """
     if OPERATORS[task].measurement_kind == "magnitude":
-        magnitude = load_magnitude(path)
+        magnitude = require_signal(load_magnitude(path), path)
         return magnitude, (magnitude.shape[-1] - 1) * hop_length
     wave, _ = load_audio(path, measurement_rate, mono=True)
-    return wave, wave.shape[-1] * sample_rate // measurement_rate
+    return require_signal(wave, path), wave.shape[-1] * sample_rate // measurement_rate
 
 
 def folder_outputs(folder: Path, operator: Operator) -> dict[str, Path]:
@@ -158,31 +139,39 @@ def write_measurement(folder: Path, operator: Operator, clean: Tensor, seed: int
 
     Returns:
         The measurement ``y``, batch of one.
+
+    Raises:
+        OutputError: A file could not be written (the files already written are removed).
     """
     length = clean.shape[-1]
     files = folder_outputs(folder, operator)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         y = operator.degrade(fit_length(clean, operator.num_samples), generator)
+    writes: list[tuple[Path, Callable[[Path], object]]] = []
     if operator.measurement_kind == "magnitude":
-        write_npy(files["measurement"], y[0].numpy())
+        writes.append((files["measurement"], partial(write_npy, array=y[0].numpy())))
     else:
-        save_audio(files["measurement"], y[0:1], operator.measurement_rate)
+        writes.append((files["measurement"], partial(save_audio, wave=y[0:1],
+                                                     sample_rate=operator.measurement_rate)))
     if operator.num_sources == 1:
-        save_audio(files["clean"], clean[0], operator.sample_rate)
+        writes.append((files["clean"], partial(save_audio, wave=clean[0],
+                                               sample_rate=operator.sample_rate)))
         clean_names: str | dict[str, str] = "clean.wav"
     else:
         clean_names = {}
         for k, name in enumerate(operator.sources):
-            save_audio(files[f"clean:{name}"], clean[0, k:k + 1], operator.sample_rate)
+            writes.append((files[f"clean:{name}"], partial(save_audio, wave=clean[0, k:k + 1],
+                                                           sample_rate=operator.sample_rate)))
             clean_names[name] = f"clean/{name}.wav"
-    write_json(files["json"], {
+    writes.append((files["json"], partial(write_json, data={
         "format": FORMAT, "version": VERSION, "task": operator.task,
         "sample_rate": operator.sample_rate, "length": length,
         "seconds": length / operator.sample_rate, "seed": seed,
         "measurement": files["measurement"].name, "measurement_kind": operator.measurement_kind,
         "measurement_rate": operator.measurement_rate, "clean": clean_names,
-        "input": input_path, "operator": operator.spec()})
+        "input": input_path, "operator": operator.spec()})))
+    write_together(writes)
     return y
 
 

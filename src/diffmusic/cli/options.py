@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from diffmusic.audio import AudioError, load_audio
+from diffmusic.audio import AudioError, load_audio, require_signal
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
 from diffmusic.longform import LATENT_HOP, round_up
@@ -60,6 +60,21 @@ def steps_type(text: str) -> int:
     if steps < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2, got {steps}")
     return steps
+
+
+MAX_SEED = 2**63 - 1
+"""Largest ``--seed`` (torch generators take 64-bit seeds; window ``i`` uses ``seed + i``)."""
+
+
+def seed_type(text: str) -> int:
+    """Parse a seed: an integer in ``[0, 2**63 - 1]``."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
+    return seed
 
 
 def positive_float(text: str) -> float:
@@ -135,7 +150,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                        help="diffusion prior name or folder (default: the package default)")
     group.add_argument("--steps", type=steps_type, default=steps,
                        help=f"sampling steps, at least 2 (default {steps})")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     group.add_argument("--prompt", action="append", metavar="TEXT|SOURCE=TEXT|FILE.json",
                        help="text prompt (class name for the embedded prior): once for all "
                             "sources, SOURCE=TEXT per source, or a JSON file (default: the "
@@ -298,7 +313,7 @@ def _load_rir(path: Path | None, sample_rate: int) -> torch.Tensor | None:
     if path is None:
         return None
     try:
-        return load_audio(path, sample_rate, mono=True)[0][0]
+        return require_signal(load_audio(path, sample_rate, mono=True)[0], path)[0]
     except AudioError as error:
         raise CliError(f"--rir {error}") from None
 

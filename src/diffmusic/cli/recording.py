@@ -11,9 +11,9 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from diffmusic.audio import load_audio
+from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import check_complete, load_magnitude
+from diffmusic.cli.measurement import load_magnitude
 from diffmusic.cli.options import STFT_HOP, OperatorOptions, build_operator
 from diffmusic.cli.progress import step_progress
 from diffmusic.dsp import resample
@@ -93,7 +93,7 @@ def restore_recording(path: Path, options: OperatorOptions, prior: Prior, settin
     progress: Progress = functools.partial(step_progress, quiet=quiet)
     windows = {"segment": recording.segment, "overlap": recording.overlap, "progress": progress}
     if OPERATORS[options.task].measurement_kind == "magnitude":
-        magnitude = load_magnitude(path)
+        magnitude = require_signal(load_magnitude(path), path)
         try:
             result = restore_windows(prior, make, magnitude, (magnitude.shape[-1] - 1) * STFT_HOP,
                                      **windows, **settings)
@@ -104,11 +104,8 @@ def restore_recording(path: Path, options: OperatorOptions, prior: Prior, settin
                   "channel_mode": "independent"}
         return LongRestoration(resample(result.wave, prior.sample_rate, out_rate), out_rate,
                                record)
-    check_complete(path)
     wave, rate = load_audio(path)
-    if not wave.abs().max() > 0:
-        raise CliError(f"{path}: every sample is zero (the recording is silent); nothing to "
-                       "restore")
+    require_signal(wave, path)
     gaps = (recording_gaps(options, wave.shape[-1] / rate) if options.task == "inpainting"
             else None)
     try:

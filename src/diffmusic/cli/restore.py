@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import logging
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from diffmusic.audio import save_audio
+from diffmusic.audio import BITS, CLIP_MODES, fit_full_scale, pcm_bits, save_audio
 from diffmusic.cli.batch import Job, audio_outputs, plan_jobs
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import MEASUREMENT_JSON, Measurement, read_measurement
@@ -27,6 +29,7 @@ from diffmusic.cli.options import (
 )
 from diffmusic.cli.progress import step_progress
 from diffmusic.cli.recording import RecordingOptions, restore_recording
+from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
 from diffmusic.operators import STEMS, Inpainting, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
@@ -36,6 +39,8 @@ from diffmusic.report import write_json
 from diffmusic.restore import Restoration
 
 DEFAULT_STEPS = 50
+PARTIAL_FAILURE = 3
+"""Exit status of a batch in which some files failed (the others were written)."""
 
 
 def package_version() -> str:
@@ -79,7 +84,15 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                             "super_resolution, whose output keeps the input's band below the "
                             "cutoff; the prior's for phase_retrieval)")
     group.add_argument("--overwrite", action="store_true",
-                       help="restore files of a batch whose output already exists")
+                       help="replace outputs that already exist (default: skip them)")
+    group.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",
+                       help="what to do when a restored sample would pass full scale: rescale "
+                            "the whole output to a peak of -0.09 dBFS, clamp the samples, or "
+                            "none (float wav keeps them; integer and lossy formats clamp); "
+                            "default rescale, recorded in OUT.json")
+    group.add_argument("--bits", type=int, choices=BITS,
+                       help="integer PCM depth of wav/flac outputs (default: the input's; "
+                            "32-bit float wav or 24-bit flac for float and lossy inputs)")
     add_sampler_options(parser, steps=DEFAULT_STEPS)
     parser.set_defaults(run=run)
 
@@ -114,28 +127,49 @@ def check_prior(measurement: Measurement, prior: Prior) -> None:
 
 
 def write_outputs(audio_paths: list[Path], waves: list[torch.Tensor], rate: int, json_path: Path,
-                  record: dict) -> None:
-    """Write the audio files, then the record, each atomically; on failure (a full disk...)
-    remove what this call wrote, so that no partial restoration is left behind.
+                  record: dict, clip_mode: str = "rescale", bits: int | None = None) -> None:
+    """Bring the audio inside full scale (``clip_mode``, recorded), then write the audio files
+    and the record, each atomically; on failure (a full disk...) remove what this call wrote,
+    so that no partial restoration is left behind.
 
     Raises:
-        CliError: A file could not be written.
+        OutputError: A file could not be written.
     """
-    written: list[Path] = []
-    try:
-        for path, wave in zip(audio_paths, waves, strict=True):
-            written.append(save_audio(path, wave, rate))
-        written.append(write_json(json_path, record))
-    except OSError as error:
-        for path in written:
-            path.unlink(missing_ok=True)
-        target = audio_paths[len(written)] if len(written) < len(audio_paths) else json_path
-        raise CliError(f"cannot write {target}: {error.strerror or error}") from None
+    waves, full_scale = fit_full_scale(waves, clip_mode)
+    record.update(full_scale=full_scale.to_dict(), bits=bits)
+    write_together([*((path, functools.partial(save_audio, wave=wave, sample_rate=rate,
+                                               bits=bits))
+                      for path, wave in zip(audio_paths, waves, strict=True)),
+                    (json_path, functools.partial(write_json, data=record))])
+
+
+def compact_rir(record: object, rir_file: Path | None) -> object:
+    """``record`` with every impulse response's samples (an operator spec's ``rir`` list)
+    replaced by what names it: the file, its number of samples and their SHA-256."""
+    if isinstance(record, list):
+        return [compact_rir(item, rir_file) for item in record]
+    if not isinstance(record, dict):
+        return record
+    out = {key: compact_rir(value, rir_file) for key, value in record.items()}
+    if isinstance(record.get("rir"), list):
+        samples = np.asarray(record["rir"], dtype=np.float32)
+        out["rir"] = {"file": None if rir_file is None else str(rir_file),
+                      "samples": samples.size,
+                      "sha256": hashlib.sha256(samples.tobytes()).hexdigest()}
+    return out
+
+
+def check_steps(steps: int, prior: Prior) -> None:
+    """Refuse more sampling steps than the prior has training timesteps."""
+    if steps > prior.num_train_timesteps:
+        raise CliError(f"--steps {steps}: the {prior.name} prior has "
+                       f"{prior.num_train_timesteps} training timesteps; use at most that many")
 
 
 def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, out: Path,
-                        quiet: bool = False,
-                        recording: RecordingOptions | None = None) -> tuple[Restoration, dict]:
+                        quiet: bool = False, recording: RecordingOptions | None = None,
+                        clip_mode: str = "rescale",
+                        bits: int | None = None) -> tuple[Restoration, dict]:
     """Restore ``measurement`` window by window and write the audio and the JSON record for
     ``-o out``; a measurement longer than the prior's window is cut into windows.
 
@@ -146,6 +180,8 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
         out: ``-o`` path (see :func:`output_paths`).
         quiet: Hide the progress bars.
         recording: Segment and overlap of the windows (default: the prior's window, 0.5 s).
+        clip_mode: See :func:`diffmusic.audio.fit_full_scale`.
+        bits: Integer PCM depth of the audio (``None``: float wav, 24-bit flac).
 
     Returns:
         The restoration ``(1, L)`` or ``(1, K, L)`` (``L = measurement.length``) and the record
@@ -168,12 +204,12 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
     wave = result.wave[0]
     waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
                                                       range(operator.num_sources)]
-    record = {**result.record, "diffmusic_version": package_version(),
+    record = {**compact_rir(result.record, None), "diffmusic_version": package_version(),
               "measurement": str(measurement.origin), "output": [str(p) for p in audio_paths],
               "sample_rate": operator.sample_rate, "length": measurement.length,
               "padded_length": result.record["windows"][0]["length"],
               "seconds_total": time.perf_counter() - start}
-    write_outputs(audio_paths, waves, operator.sample_rate, json_path, record)
+    write_outputs(audio_paths, waves, operator.sample_rate, json_path, record, clip_mode, bits)
     return result, record
 
 
@@ -226,12 +262,13 @@ def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
                                recording_options(args), args.quiet)
     wave = result.wave
     waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
-    record = {**result.record, "diffmusic_version": package_version(),
+    record = {**compact_rir(result.record, options.rir), "diffmusic_version": package_version(),
               "input": str(job.source), "output": [str(p) for p in audio_paths],
               "channels": wave.shape[0], "length": wave.shape[-1],
               "padded_length": result.record["windows"][0]["length"],
               "seconds_total": time.perf_counter() - start}
-    write_outputs(audio_paths, waves, result.sample_rate, json_path, record)
+    bits = args.bits if args.bits is not None else pcm_bits(job.source)
+    write_outputs(audio_paths, waves, result.sample_rate, json_path, record, args.clip_mode, bits)
     return record
 
 
@@ -250,26 +287,42 @@ def run_files(args: argparse.Namespace) -> int:
     resolve_prompts(settings, list(options.sources or STEMS) if separation else None)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
-    recording_options(args).check(prior_from_args(args))
-    failures = 0
+    prior = prior_from_args(args)
+    check_steps(args.steps, prior)
+    recording_options(args).check(prior)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
     for job in jobs:
-        if batch and not args.overwrite and job_outputs(options, job.out)[1].exists():
-            if not args.quiet:
-                print(f"diffmusic: {job.out} exists, skipped (--overwrite to redo)",
-                      file=sys.stderr)
+        if skip_existing(job_outputs(options, job.out)[0], args):
+            counts["skipped"] += 1
             continue
         try:
             record = restore_file(job, options, args, settings)
-        except (CliError, ValueError) as error:
+        except (CliError, ValueError, OutputError) as error:
             if not batch:
                 raise
-            failures += 1
+            counts["failed"] += 1
             print(f"diffmusic: error: {' '.join(str(error).split())}", file=sys.stderr)
             continue
+        counts["done"] += 1
         if not args.quiet:
             print(f"diffmusic: wrote {job.out} ({len(record['windows'])} window(s), "
                   f"{record['seconds_total']:.1f} s)", file=sys.stderr)
-    return 2 if failures else 0
+    if batch and not args.quiet:
+        print("diffmusic: " + ", ".join(f"{n} {what}" for what, n in counts.items()),
+              file=sys.stderr)
+    return PARTIAL_FAILURE if counts["failed"] else 0
+
+
+def skip_existing(audio_paths: list[Path], args: argparse.Namespace) -> bool:
+    """Whether to skip a restoration because its output exists (one rule for single files,
+    batches and measurement folders: an existing output is replaced only with --overwrite)."""
+    existing = [path for path in audio_paths if path.exists()]
+    if not existing or args.overwrite:
+        return False
+    if not args.quiet:
+        print(f"diffmusic: {existing[0]} exists, skipped (--overwrite to replace it)",
+              file=sys.stderr)
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -287,8 +340,11 @@ def run(args: argparse.Namespace) -> int:
     operator = measurement.operator
     resolve_prompts(settings, operator.sources if operator.num_sources > 1 else None)
     prior = prior_from_args(args)
+    check_steps(args.steps, prior)
+    if skip_existing(audio_paths, args):
+        return 0
     _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet,
-                                    recording_options(args))
+                                    recording_options(args), args.clip_mode, args.bits)
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
               f"{record['seconds_total']:.1f} s)", file=sys.stderr)

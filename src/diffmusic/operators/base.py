@@ -98,6 +98,15 @@ class Operator(nn.Module, ABC):
         """Weights of the ``measurement`` loss (0 where ``y`` carries no information)."""
         return 1.0
 
+    def dc_offset(self, y: Tensor) -> Tensor | None:
+        """The clean signal's DC offset as ``y`` shows it, ``(B, 1)``; ``None`` where the operator
+        does not separate it (the prior then sees the measurement as it is).
+
+        :func:`diffmusic.restore.restore` removes ``A(dc)`` from ``y``, restores, and adds the
+        offset back, so that a filled gap sits at the offset of its surroundings.
+        """
+        return None
+
     def mel_loss(self, mel_hat: Tensor, y: Tensor, mel: MelConfig) -> Tensor:
         """Loss on the decoder's log-mel without the vocoder (the ``vmc=False`` ablation).
 

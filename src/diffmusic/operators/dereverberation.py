@@ -12,6 +12,10 @@ from torch import Tensor
 from diffmusic.operators.base import Baseline, Operator
 
 
+RT60_RANGE = (0.05, 10.0)
+"""RT60s in seconds the synthetic room response accepts."""
+
+
 def synthetic_rir(sample_rate: int, rt60: float = 0.5, length: float = 0.8,
                   seed: int = 0) -> Tensor:
     """Unit direct path plus a unit-energy exponentially decaying Gaussian-noise tail.
@@ -67,12 +71,17 @@ class Dereverberation(Operator):
                  wiener_nsr: float = 1e-2, refine_iterations: int = 300,
                  refine_weight: float = 1e-6, **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
+        if not RT60_RANGE[0] <= rt60 <= RT60_RANGE[1]:
+            raise ValueError(f"rt60 must be between {RT60_RANGE[0]:g} and {RT60_RANGE[1]:g} s "
+                             f"(rooms to large churches), got {rt60:g}")
         self.rt60, self.rir_length, self.seed = rt60, rir_length, seed
         self.user_rir = rir is not None
         h = (torch.as_tensor(rir, dtype=torch.float32) if rir is not None
              else synthetic_rir(sample_rate, rt60, rir_length, seed))
         if h.dim() != 1 or h.numel() == 0 or not torch.isfinite(h).all():
             raise ValueError("the impulse response must be a non-empty finite mono signal")
+        if not bool((h != 0).any()):
+            raise ValueError("the impulse response is silent (every sample is zero)")
         self.wiener_nsr = wiener_nsr
         self.refine_iterations, self.refine_weight = refine_iterations, refine_weight
         self.register_buffer("rir", h, persistent=False)

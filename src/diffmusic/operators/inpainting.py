@@ -108,9 +108,19 @@ class Inpainting(Operator):
         spread = F.conv1d(lost, kernel / kernel.max(), padding=ramp_len)[0, 0].clamp(0, 1)
         return (1 - spread) * self.mask
 
+    def dc_offset(self, y: Tensor) -> Tensor:
+        mask = self.mask.to(y.dtype)
+        return (y * mask).sum(-1, keepdim=True) / mask.sum().clamp_min(1)
+
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """The known samples with the restoration in the gaps (raised-cosine crossfades), the
+        fill scaled down where it would peak above the known samples' peak: the measurement
+        shows the recording's level (a clipped recording's fill stays below its clip level)."""
         keep = self.crossfade_mask().to(x_hat.dtype)
-        return keep * y + (1 - keep) * x_hat
+        fill = (1 - keep) * x_hat
+        known_peak = (y * self.mask.to(y.dtype)).abs().amax(-1, keepdim=True)
+        fill_peak = fill.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+        return keep * y + fill * (known_peak / fill_peak).clamp(max=1)
 
     def baselines(self) -> dict[str, Baseline]:
         return {"zero_fill": lambda y: y, "context_copy": self.context_copy}

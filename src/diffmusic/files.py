@@ -1,0 +1,81 @@
+"""Atomic, durable output files: a temporary sibling, fsync, rename, the umask's permissions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_SUFFIX = ".part"
+"""Suffix of the temporary sibling ``.NAME.XXXX.part`` an output is written to."""
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A new empty temporary file next to ``path``; the folder is created, and temporary files
+    that an earlier, killed write of ``path`` left behind are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the glob pattern characters ``*?[`` escaped."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the permissions the umask allows, flush it to disk, rename it to ``path``
+    and flush the folder, so that ``path`` is either the old file or the whole new one."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s content to; published when the block succeeds,
+    removed when it raises (``path`` is then left as it was)."""
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
+    """Write several files as one: call each ``writer(path)`` in turn (each writes its own path
+    atomically); when one fails, remove the files the earlier ones wrote.
+
+    Raises:
+        OutputError: A file could not be written; its message names the file.
+    """
+    written: list[Path] = []
+    try:
+        for path, writer in writes:
+            writer(path)
+            written.append(path)
+    except OSError as error:
+        for path in written:
+            path.unlink(missing_ok=True)
+        failed = writes[len(written)][0]
+        raise OutputError(f"cannot write {failed}: {error.strerror or error}") from None
+
+
+class OutputError(OSError):
+    """An output file that could not be written (full disk, read-only folder...)."""
