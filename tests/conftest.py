@@ -1,5 +1,6 @@
 """Shared fixtures: short music-like test signals at 16 kHz."""
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -27,3 +28,10 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_ffmpeg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH that holds no ffmpeg or ffprobe (an empty folder)."""
+    monkeypatch.setenv("PATH", str(tmp_path_factory.mktemp("empty_bin")))
+    assert shutil.which("ffmpeg") is None and shutil.which("ffprobe") is None

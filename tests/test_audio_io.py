@@ -4,7 +4,6 @@ durable writes."""
 from __future__ import annotations
 
 import os
-import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,15 +26,6 @@ from diffmusic.files import OutputError, write_together
 
 RATE = 44100
 N = 2 * RATE + 337  # not a whole number of codec frames: the last frame is padded
-
-
-@pytest.fixture
-def no_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A PATH that holds no ffmpeg (only python's own folder)."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    monkeypatch.setenv("PATH", str(folder))
-    assert shutil.which("ffmpeg") is None and shutil.which("ffprobe") is None
 
 
 def stereo(n: int = N, rate: int = RATE) -> np.ndarray:

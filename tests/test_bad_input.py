@@ -167,3 +167,75 @@ def test_random_options_and_bytes_never_crash_or_leave_partial_files(
         assert np.isfinite(sf.read(out)[0]).all()
     else:
         assert written == []
+
+
+def _silent(path: Path) -> Path:
+    return write_samples(np.zeros(RATE, np.float32))(path)
+
+
+def _truncated_measurement(folder: Path) -> Path:
+    main(["degrade", str(good(folder / "clean_in.wav")), "--task", "inpainting", "--gap",
+          "0.2:0.3", "--duration", "1", "-o", str(folder / "meas"), "--quiet"])
+    truncated_copy = (folder / "meas" / "measurement.wav").read_bytes()
+    (folder / "meas" / "measurement.wav").write_bytes(truncated_copy[: len(truncated_copy) // 2])
+    return folder / "meas"
+
+
+FAULTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    "seed beyond 64 bits": (lambda d: ["restore", str(good(d / "in.wav")), "--task",
+                                       "inpainting", "--gap", "0.2:0.3", "--seed", str(2**70)],
+                            "--seed"),
+    "more steps than the schedule": (lambda d: ["restore", str(good(d / "in.wav")), "--task",
+                                                "inpainting", "--gap", "0.2:0.3", "--steps",
+                                                "100000"], "--steps 100000"),
+    "silent impulse response": (lambda d: ["restore", str(good(d / "in.wav")), "--task",
+                                           "dereverberation", "--rir", str(_silent(d / "h.wav"))],
+                                "silent"),
+    "rt60 of 1000 s": (lambda d: ["restore", str(good(d / "in.wav")), "--task",
+                                  "dereverberation", "--rt60", "1000"], "rt60 must be between"),
+    "phase retrieval of a wav": (lambda d: ["restore", str(good(d / "in.wav")), "--task",
+                                            "phase_retrieval"], "not a .npy array"),
+    "truncated measurement.wav": (lambda d: ["restore", str(_truncated_measurement(d))],
+                                  "truncated WAV"),
+    "degrade a silent file": (lambda d: ["degrade", str(_silent(d / "in.wav")), "--task",
+                                         "inpainting"], "silent"),
+    "degrade for 1e9 s": (lambda d: ["degrade", str(good(d / "in.wav")), "--task",
+                                     "inpainting", "--duration", "1e9"], "memory"),
+    "degrade with a huge seed": (lambda d: ["degrade", str(good(d / "in.wav")), "--task",
+                                            "inpainting", "--seed", str(2**70)], "--seed"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAULTS))
+def test_faults_are_one_line_exit_2_no_output(case: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    make, named = FAULTS[case]
+    args = make(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    target = out / ("m" if args[0] == "degrade" else "x.wav")
+    code = main([*args, "-o", str(target), *(FAST[:2] if args[0] == "restore" else []),
+                 "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("diffmusic: error: ") and named in lines[0]
+    assert "pickle" not in lines[0]
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   sf.LibsndfileError(2, "Error writing: ")])
+def test_degrade_onto_a_full_disk_is_one_line_and_leaves_nothing(
+        error: Exception, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    song = good(tmp_path / "song.wav")
+
+    def full(path: object, *args: object, **kwargs: object) -> None:
+        Path(str(path)).write_bytes(b"part of a measurement")
+        raise error
+    monkeypatch.setattr(sf, "write", full)
+    code = main(["degrade", str(song), "--task", "inpainting", "--gap", "0.2:0.3", "-o",
+                 str(tmp_path / "meas"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot write" in err, err
+    assert not any(p.is_file() for p in (tmp_path / "meas").rglob("*"))
