@@ -115,12 +115,42 @@ def test_audioldm2_condition_matches_the_pipeline_encoder(folders, priors):
     lm = GPT2LMHeadModel.from_pretrained(folders["audioldm2"] / "language_model")
     pipe = AudioLDM2Pipeline.from_pretrained(folders["audioldm2"], language_model=lm)
     prompts = ["solo piano", "a soprano singing over drums"]
-    with torch.no_grad():
-        t5, mask, generated = pipe.encode_prompt(prompts, "cpu", 1, False)
     ours = priors["audioldm2"].conditioner(prompts)
-    torch.testing.assert_close(ours["encoder_hidden_states"], generated, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours["encoder_hidden_states_1"], t5, atol=1e-5, rtol=1e-4)
-    assert torch.equal(ours["encoder_attention_mask_1"], mask)
+    for k, prompt in enumerate(prompts):  # each prompt as the pipeline encodes it alone
+        with torch.no_grad():
+            t5, mask, generated = pipe.encode_prompt([prompt], "cpu", 1, False)
+        length = mask.shape[1]
+        torch.testing.assert_close(ours["encoder_hidden_states"][k:k + 1], generated,
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(ours["encoder_hidden_states_1"][k:k + 1, :length], t5,
+                                   atol=1e-5, rtol=1e-4)
+        assert torch.equal(ours["encoder_attention_mask_1"][k:k + 1, :length], mask)
+        assert not ours["encoder_attention_mask_1"][k, length:].any()  # padding is masked
+
+
+def test_guidance_scales_at_or_below_one_turn_guidance_off(priors):
+    for scale in (0.5, 1.0):
+        assert priors["musicldm"].condition(["drums"], guidance_scale=scale).uncond is None
+    assert priors["musicldm"].condition(["drums"], guidance_scale=2.0).uncond is not None
+
+
+def test_audioldm2_prompts_do_not_change_each_other(priors):
+    conditioner = priors["audioldm2"].conditioner
+    alone = conditioner(["drums"])
+    batched = conditioner(["drums", "a long prompt about a string quartet playing softly"])
+    length = alone["encoder_hidden_states_1"].shape[1]
+    torch.testing.assert_close(batched["encoder_hidden_states"][:1],
+                               alone["encoder_hidden_states"], atol=0, rtol=0)
+    torch.testing.assert_close(batched["encoder_hidden_states_1"][:1, :length],
+                               alone["encoder_hidden_states_1"], atol=0, rtol=0)
+    z = torch.randn(2, *priors["audioldm2"].latent_shape(N),
+                    generator=torch.Generator().manual_seed(0))
+    prior = priors["audioldm2"]
+    with torch.no_grad():
+        eps_alone = prior.eps(z[:1], 500, prior.condition(["drums"]))
+        eps_batched = prior.eps(z, 500, prior.condition(
+            ["drums", "a long prompt about a string quartet playing softly"]))
+    torch.testing.assert_close(eps_batched[:1], eps_alone, atol=1e-5, rtol=1e-4)
 
 
 def test_half_precision_keeps_guidance_in_float32(folders):

@@ -18,8 +18,8 @@ import torch
 from signals import music_like
 
 from diffmusic.cli import main
+from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.measurement import write_measurement
-from diffmusic.cli.options import OperatorOptions, build_operator
 from diffmusic.dsp import resample
 from diffmusic.longform import (
     Window,

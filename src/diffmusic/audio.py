@@ -15,6 +15,7 @@ from torch import Tensor
 
 from diffmusic.dsp import resample
 from diffmusic.files import atomic_path
+from diffmusic.names import BITS, CLIP_MODES
 
 
 class AudioError(ValueError):
@@ -23,9 +24,6 @@ class AudioError(ValueError):
 
 WRITE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 """Output formats, chosen by the file's suffix."""
-BITS = (16, 24)
-"""Integer PCM depths a wav/flac output may have (``None``: 32-bit float wav, 24-bit flac)."""
-CLIP_MODES = ("rescale", "clamp", "none")
 RESCALE_PEAK = 0.99
 """Peak a restoration is scaled to by ``clip_mode="rescale"`` when it would pass full scale."""
 LOSSY = {".mp3": ("mp3", "libmp3lame", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100,

@@ -14,9 +14,12 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 Gap = tuple[float, float]
 """``(start, end)`` in seconds."""

@@ -46,6 +46,7 @@ from diffmusic.longform import (
     plan_windows,
     slice_measurement,
 )
+from diffmusic.names import CHANNEL_MODES
 from diffmusic.operators import Inpainting, Operator, SuperResolution, from_spec
 from diffmusic.priors.base import Prior
 from diffmusic.restore import Restoration, restore
@@ -61,7 +62,6 @@ e.g. ``functools.partial(SuperResolution, 16000, factor=2)``, ``functools.partia
 Progress = Callable[[str, int], AbstractContextManager[Callback | None]]
 """Makes the sampler callback of one window: called with a label (``"inpainting (diffmusic)
 window 2/5"``) and the number of steps, entered around that window's sampling (a progress bar)."""
-CHANNEL_MODES = ("independent", "mid-side")
 
 
 @dataclass

@@ -8,19 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from diffmusic.names import LEVEL_DB
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Prior
 from diffmusic.samplers import SAMPLERS, Callback, WarmStart
 from diffmusic.tuning import TunedSource, load_tuned
 
 Prompts = str | Sequence[str | None] | None
-LEVEL_DB = -20.0
-"""RMS level in dBFS that :func:`restore` brings a measurement to before sampling.
-
-The embedded prior was trained on crops around -23 dBFS (music at a median of -17.6 dBFS, then
-0-10 dB of random attenuation); a quiet validation clip (-38.6 dBFS) inpainted at its own level
-scored LSD 0.466, brought to -20.6 dBFS 0.171.
-"""
 MAX_GAIN_DB = 40.0
 """Largest boost or cut of the level normalisation (near-silent measurements stay quiet)."""
 

@@ -14,8 +14,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from diffmusic.cli import bench, degrade, demo, detect_gaps, restore
+from diffmusic import package_version
 from diffmusic.cli.errors import CliError
+from diffmusic.cli.parsers import COMMANDS
 from diffmusic.files import OutputError
 
 USER_ERRORS = (CliError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
@@ -44,13 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="diffmusic", description="Zero-shot music restoration with latent "
                                                   "audio diffusion (DiffMusic).")
     parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {restore.package_version()}")
+                        version=f"%(prog)s {package_version()}")
     common = Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars or messages on stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (degrade, restore, detect_gaps, demo, bench):
-        module.add_parser(subparsers, common)
+    for add in COMMANDS:
+        add(subparsers, common)
     return parser
 
 

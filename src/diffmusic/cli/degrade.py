@@ -11,17 +11,13 @@ import torch
 from torch import Tensor
 
 from diffmusic.audio import load_audio, require_signal
+from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import fit_length, folder_outputs, write_measurement
 from diffmusic.cli.options import (
     CLIP_SAMPLES,
     SAMPLE_RATE,
-    OperatorOptions,
-    add_operator_options,
-    build_operator,
-    positive_float,
     refuse_overwrite,
-    seed_type,
 )
 from diffmusic.operators import STEMS
 
@@ -30,32 +26,6 @@ WORKING_BYTES_PER_SAMPLE = 64
 """Memory a clip needs per sample while it is degraded and written (the clean float32 clip,
 its measurement, an STFT magnitude of 513 bins per 160 samples and the temporaries), with
 room to spare."""
-
-
-def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register ``degrade``."""
-    window = CLIP_SAMPLES / SAMPLE_RATE
-    parser = subparsers.add_parser(
-        "degrade", parents=[common], help="simulate a degraded recording",
-        description="Degrade a clean clip with a task's operator and write MEAS_DIR: "
-                    "measurement.json, measurement.wav (measurement.npy for phase_retrieval) and "
-                    "the clean reference (clean.wav, or clean/NAME.wav for source_separation).")
-    parser.add_argument("input", type=Path, metavar="INPUT",
-                        help="clean audio file; for source_separation a folder of stems "
-                             f"({', '.join(f'{s}.wav' for s in STEMS)}, at least two)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MEAS_DIR",
-                        help="measurement folder to write")
-    add_operator_options(parser, task_required=True)
-    parser.add_argument("--noise-snr", type=float, metavar="DB",
-                        help="add white measurement noise at this SNR (default: none)")
-    parser.add_argument("--seed", type=seed_type, default=0,
-                        help="seed of the random mask, the synthetic room response and the "
-                             "noise (default 0)")
-    parser.add_argument("--duration", type=positive_float, metavar="SEC",
-                        help=f"cut or zero-pad the input to this length (default: one prior "
-                             f"window, {window:g} s; longer measurements are restored window "
-                             "by window)")
-    parser.set_defaults(run=run)
 
 
 def clip_length(duration: float | None) -> int:

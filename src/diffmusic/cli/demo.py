@@ -11,17 +11,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from diffmusic import package_version
 from diffmusic.audio import save_audio
+from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import read_measurement, write_measurement
-from diffmusic.cli.options import (
-    CLIP_SAMPLES,
-    SAMPLE_RATE,
-    OperatorOptions,
-    build_operator,
-    steps_type,
-)
-from diffmusic.cli.restore import cached_prior, package_version, restore_measurement
+from diffmusic.cli.options import CLIP_SAMPLES, SAMPLE_RATE
+from diffmusic.cli.restore import cached_prior, restore_measurement
 from diffmusic.cli.synth import demo_clip, synth_stems
 from diffmusic.metrics import lsd, lsd_hf, si_sdr
 from diffmusic.operators import TASKS, Operator
@@ -29,7 +25,6 @@ from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.report import Section, spectrogram_png, write_html, write_json
 from diffmusic.restore import Restoration
 
-DEMO_STEPS = 25
 """Default sampling steps of the demo: on the tiny prior the whole demo costs about 45 s of CPU
 (1.2 s per step for its 7 latents plus 15 s fixed); about 2 minutes on a busy 2-core machine."""
 TASK_TEXT = {
@@ -45,22 +40,6 @@ TASK_TEXT = {
 METRICS_TEXT = ("LSD: STFT n_fft 1024, hop 160, Hann, log10(|X| + 1e-10), RMS over frequency "
                 "bins, mean over frames; lower is better. SI-SDR: zero-mean, scale-invariant, "
                 "in dB; higher is better.")
-
-
-def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register ``demo``."""
-    parser = subparsers.add_parser(
-        "demo", parents=[common], help="run all five tasks on a test clip and write a web page",
-        description="Degrade a test clip with all five tasks, restore each with DiffMusic and "
-                    "write DIR/TASK/ (audio, spectrograms) and DIR/index.html with metrics.")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
-                        help="output folder")
-    parser.add_argument("--prior", default=None, metavar="NAME|PATH",
-                        help=f"diffusion prior (default {DEFAULT_PRIOR})")
-    parser.add_argument("--steps", type=steps_type, default=DEMO_STEPS,
-                        help=f"sampling steps, at least 2 (default {DEMO_STEPS})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.set_defaults(run=run)
 
 
 def audible(operator: Operator, y: Tensor) -> tuple[Tensor, str | None]:

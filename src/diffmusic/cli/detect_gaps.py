@@ -5,33 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.options import positive_float
 from diffmusic.gaps import detect_gaps, format_labels
 from diffmusic.report import atomic_output
-
-
-def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register ``detect-gaps``."""
-    parser = subparsers.add_parser(
-        "detect-gaps", parents=[common], help="find dropouts (digital silence inside music)",
-        description="Find dropouts in INPUT: stretches where every channel stays at or below "
-                    "--threshold dBFS for at least --min-duration seconds, not counting silence "
-                    "at the start and end. Prints start<TAB>end<TAB>label lines in seconds (an "
-                    "Audacity label file, the format of restore --mask).")
-    parser.add_argument("input", type=Path, metavar="INPUT", help="an audio file")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="write the labels to FILE instead of stdout")
-    parser.add_argument("--threshold", type=float, default=-60.0, metavar="DB",
-                        help="peak level in dBFS counted as silence (default -60)")
-    parser.add_argument("--min-duration", type=positive_float, default=0.02, metavar="SEC",
-                        help="shortest dropout in seconds (default 0.02)")
-    parser.add_argument("--edges", action="store_true",
-                        help="also report silence at the start and the end")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

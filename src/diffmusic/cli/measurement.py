@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 
 from diffmusic.audio import load_audio, require_signal, save_audio
+from diffmusic.cli.build import padded_length
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.options import STFT_HOP, padded_length
+from diffmusic.cli.options import STFT_HOP
 from diffmusic.files import write_together
 from diffmusic.longform import fit_length
 from diffmusic.operators import OPERATORS, Operator, from_spec

@@ -1,4 +1,6 @@
-"""Command-line options shared by the subcommands, and the operator they describe."""
+"""Command-line options shared by the subcommands: their parsers and checks (no model code, so
+that ``--help`` and usage errors answer at once; :mod:`diffmusic.cli.build` builds the operator
+they describe)."""
 
 from __future__ import annotations
 
@@ -6,18 +8,17 @@ import argparse
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from diffmusic.audio import AudioError, load_audio, require_signal
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
-from diffmusic.longform import LATENT_HOP, round_up
-from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, SuperResolution, make_gaps
-from diffmusic.restore import LEVEL_DB
-from diffmusic.samplers import SAMPLERS
+from diffmusic.names import (
+    LEVEL_DB,
+    MASK_TYPES,
+    SAMPLER_NAMES,
+    SUPER_RESOLUTION_FACTORS,
+    TASKS,
+)
 
 SAMPLE_RATE = 16000
 """Sample rate of the AudioLDM-family priors in Hz; every input is resampled to it."""
@@ -27,7 +28,6 @@ STFT_HOP = 160
 """Hop in samples of the phase-retrieval magnitude (protocol: n_fft 1024, hop 160)."""
 DEFAULT_FACTOR = 2
 """Super-resolution factor of the protocol (16 kHz -> 8 kHz)."""
-MASK_TYPES = ("box", "random", "periodic")
 STEP_SIZE_PARAMETER = {"diffmusic": "rho", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
 """The sampler keyword ``--step`` sets: the guidance step size of each sampler (none for ddim)."""
 TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "inpainting"),
@@ -35,11 +35,6 @@ TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "i
                 "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation")}
 """Task-specific options: attribute -> (flag, the task it applies to)."""
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def padded_length(num_samples: int, multiple: int = LATENT_HOP) -> int:
-    """``num_samples`` rounded up to a whole number of latent frames."""
-    return round_up(num_samples, multiple)
 
 
 def gap_type(text: str) -> list[tuple[float, float]]:
@@ -114,7 +109,7 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
     group.add_argument("--mask-type", choices=MASK_TYPES,
                        help="inpainting: box (the --gap list), random (30%% in 0.1 s holes) or "
                             "periodic (0.1 s every 1 s); default box")
-    group.add_argument("--factor", type=int, choices=SuperResolution.factors,
+    group.add_argument("--factor", type=int, choices=SUPER_RESOLUTION_FACTORS,
                        help="super_resolution: downsampling factor (default 2)")
     rir = group.add_mutually_exclusive_group()
     rir.add_argument("--rt60", type=positive_float, metavar="SEC",
@@ -144,7 +139,7 @@ def level_type(text: str) -> float | None:
 def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     """``--prior``, ``--steps``, ``--seed`` and the sampler settings of ``restore``."""
     group = parser.add_argument_group("sampling options")
-    group.add_argument("--sampler", choices=tuple(SAMPLERS), default="diffmusic",
+    group.add_argument("--sampler", choices=SAMPLER_NAMES, default="diffmusic",
                        help="posterior sampler (default diffmusic)")
     group.add_argument("--prior", default=None, metavar="NAME|PATH",
                        help="diffusion prior name or folder (default: the package default)")
@@ -158,7 +153,8 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     group.add_argument("--negative-prompt", metavar="TEXT",
                        help="prompt of the unconditional branch of classifier-free guidance")
     group.add_argument("--cfg", type=float, metavar="SCALE",
-                       help="classifier-free guidance scale, 1: none (default: tuned, else 1)")
+                       help="classifier-free guidance scale, at least 1 (1: none; default: "
+                            "tuned, else 1)")
     group.add_argument("--step", type=positive_float, metavar="S",
                        help="guidance step size: the normalised step rho of diffmusic, gamma of "
                             "mpgd, zeta of dps, the guidance rate of dsg (default: tuned)")
@@ -182,14 +178,18 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             "float32 (default float32)")
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the UNet (slow first steps, faster later ones)")
+    group.add_argument("--offload", action="store_true",
+                       help="keep the text encoders on the CPU except while encoding prompts "
+                            "(less GPU memory; AudioLDM2 and MusicLDM)")
     group.add_argument("--checkpointing", action="store_true",
                        help="gradient checkpointing in the UNet and VAE (less memory)")
 
 
 def restore_settings(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`diffmusic.restore.restore` from parsed sampling options."""
-    if args.cfg is not None and (args.cfg < 0 or not math.isfinite(args.cfg)):
-        raise CliError(f"--cfg must be a number >= 0, got {args.cfg}")
+    if args.cfg is not None and (args.cfg < 1 or not math.isfinite(args.cfg)):
+        raise CliError(f"--cfg must be 1 (no guidance) or more, got {args.cfg:g} (the diffusers "
+                       "pipelines turn guidance off below 1)")
     settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
                 "guidance_scale": args.cfg, "project": args.projection, "level_db": args.level,
                 "prompts": args.prompt, "negative_prompt": args.negative_prompt}
@@ -211,111 +211,6 @@ def restore_settings(args: argparse.Namespace) -> dict:
             raise CliError(f"--warm-start must be in (0, 1], got {args.warm_start}")
         settings["warm_start"] = args.warm_start
     return settings
-
-
-@dataclass
-class OperatorOptions:
-    """What the operator options say, independent of argparse.
-
-    Attributes:
-        task: One of :data:`diffmusic.operators.TASKS`.
-        gaps: Inpainting gaps in seconds (``box`` masks; default ``[(2, 3)]``).
-        mask_type: Inpainting mask type.
-        factor: Super-resolution factor.
-        rt60: RT60 in seconds of the synthetic room response.
-        rir: Room impulse response file.
-        noise_snr: Measurement noise SNR in dB (``None``: noiseless).
-        seed: Seed of the random mask, the synthetic response and the measurement noise.
-        sources: Source names for separation.
-    """
-
-    task: str
-    gaps: list[tuple[float, float]] | None = None
-    mask_type: str | None = None
-    factor: int | None = None
-    rt60: float | None = None
-    rir: Path | None = None
-    noise_snr: float | None = None
-    seed: int = 0
-    sources: list[str] | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:
-        """Collect the operator options of ``args`` (``overrides`` win) and check them."""
-        names = ("task", "gaps", "mask_type", "factor", "rt60", "rir", "noise_snr", "seed",
-                 "sources")
-        values = {name: getattr(args, name, None) for name in names} | overrides
-        values["seed"] = values["seed"] or 0
-        options = cls(**values)
-        options.check()
-        return options
-
-    def check(self) -> None:
-        """Refuse options that do not apply to :attr:`task`."""
-        for attr, (flag, task) in TASK_OPTIONS.items():
-            if getattr(self, attr) is not None and self.task != task:
-                raise CliError(f"{flag} applies only to --task {task}, not {self.task}")
-        if self.gaps and self.mask_type not in (None, "box"):
-            raise CliError(f"--gap applies to --mask-type box, not {self.mask_type}")
-        if self.noise_snr is not None and not math.isfinite(self.noise_snr):
-            raise CliError(f"--noise-snr must be a finite number of dB, got {self.noise_snr}")
-
-    def inpainting_gaps(self, seconds: float) -> list[tuple[float, float]]:
-        """The gaps of a clip of ``seconds``; each must lie inside it."""
-        generator = torch.Generator().manual_seed(self.seed)
-        gaps = make_gaps(self.mask_type or "box", seconds, self.gaps, generator=generator)
-        for start, end in gaps:
-            if end > seconds + 1e-9:
-                which = "--gap" if self.gaps else "the default --gap"
-                raise CliError(f"{which} {start:g}:{end:g} lies outside the {seconds:.2f} s clip")
-        if not gaps:
-            raise CliError(f"--mask-type {self.mask_type}: no gap fits the {seconds:.2f} s clip")
-        return gaps
-
-
-def build_operator(options: OperatorOptions, length: int,
-                   sample_rate: int = SAMPLE_RATE) -> Operator:
-    """The operator for a clip of ``length`` samples, built for the length padded to
-    :data:`LATENT_HOP` (inputs shorter than a prior window are zero-padded, outputs cropped).
-
-    Args:
-        options: The operator options.
-        length: Clip length in samples at ``sample_rate``.
-        sample_rate: Sample rate in Hz.
-
-    Raises:
-        CliError: Options that do not fit the clip (gaps outside it, a bad RIR file...).
-    """
-    task = options.task
-    if task not in OPERATORS:
-        raise CliError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    extra: dict = {}
-    if task == "inpainting":
-        extra = {"gaps": options.inpainting_gaps(length / sample_rate),
-                 "mask_type": options.mask_type or "box"}
-    elif task == "super_resolution":
-        extra = {"factor": options.factor or DEFAULT_FACTOR}
-    elif task == "source_separation":
-        extra = {"sources": options.sources or list(STEMS)}
-    elif task == "dereverberation":
-        extra = {"rir": _load_rir(options.rir, sample_rate), "rt60": options.rt60,
-                 "seed": options.seed}
-    try:
-        return OPERATORS[task](sample_rate=sample_rate, num_samples=padded_length(length),
-                               noise_snr=options.noise_snr,
-                               **{k: v for k, v in extra.items() if v is not None})
-    except ValueError as error:
-        raise CliError(f"--task {task}: {error}") from None
-
-
-def _load_rir(path: Path | None, sample_rate: int) -> torch.Tensor | None:
-    """A mono room impulse response at ``sample_rate``, shape ``(L,)``."""
-    if path is None:
-        return None
-    try:
-        return require_signal(load_audio(path, sample_rate, mono=True)[0], path)[0]
-    except AudioError as error:
-        raise CliError(f"--rir {error}") from None
 
 
 def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], flag: str = "-o") -> None:

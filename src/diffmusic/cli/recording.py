@@ -12,9 +12,10 @@ import functools
 from pathlib import Path
 
 from diffmusic.audio import load_audio, require_signal
+from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import load_magnitude
-from diffmusic.cli.options import STFT_HOP, OperatorOptions, build_operator
+from diffmusic.cli.options import STFT_HOP
 from diffmusic.cli.progress import step_progress
 from diffmusic.dsp import resample
 from diffmusic.gaps import Gap, check_gaps

@@ -8,22 +8,19 @@ import hashlib
 import logging
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffmusic.audio import BITS, CLIP_MODES, fit_full_scale, pcm_bits, save_audio
+from diffmusic import package_version
+from diffmusic.audio import fit_full_scale, pcm_bits, save_audio
 from diffmusic.cli.batch import Job, audio_outputs, plan_jobs
+from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.measurement import MEASUREMENT_JSON, Measurement, read_measurement
 from diffmusic.cli.options import (
     TASK_OPTIONS,
-    OperatorOptions,
-    add_operator_options,
-    add_sampler_options,
-    positive_float,
     refuse_overwrite,
     restore_settings,
 )
@@ -34,67 +31,12 @@ from diffmusic.gaps import read_labels
 from diffmusic.operators import STEMS, Inpainting, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
 from diffmusic.priors.prompts import parse_prompts
-from diffmusic.recording import CHANNEL_MODES, operator_factory, restore_windows
+from diffmusic.recording import operator_factory, restore_windows
 from diffmusic.report import write_json
 from diffmusic.restore import Restoration
 
-DEFAULT_STEPS = 50
 PARTIAL_FAILURE = 3
 """Exit status of a batch in which some files failed (the others were written)."""
-
-
-def package_version() -> str:
-    """The installed version of diffmusic (``"unknown"`` when not installed)."""
-    try:
-        return version("diffmusic")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register ``restore``."""
-    parser = subparsers.add_parser(
-        "restore", parents=[common], help="restore a measurement folder or a damaged file",
-        description="Restore MEAS_DIR (written by 'diffmusic degrade') or a damaged recording "
-                    "INPUT whose degradation --task and its options describe. Writes OUT (a wav; "
-                    "for source_separation a folder with one wav per source) and its record "
-                    "OUT.json (OUT/restore.json for a folder).")
-    parser.add_argument("input", type=Path, nargs="+", metavar="MEAS_DIR|INPUT",
-                        help="measurement folder, or audio files or folders of them (.npy "
-                             "magnitudes for phase_retrieval) with --task")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                        help="restored .wav/.flac, a folder for source_separation, or the "
-                             "folder that mirrors several inputs")
-    add_operator_options(parser, task_required=False, sources=True)
-    group = parser.add_argument_group("recording options (--segment and --overlap also apply to "
-                                      "measurement folders)")
-    group.add_argument("--mask", dest="mask_file", type=Path, metavar="FILE",
-                       help="inpainting: gaps from a label file (start<TAB>end<TAB>label in "
-                            "seconds, as Audacity exports; see diffmusic detect-gaps)")
-    group.add_argument("--segment", type=positive_float, metavar="SEC",
-                       help="window length in seconds (default: the prior's window)")
-    group.add_argument("--overlap", type=float, default=0.5, metavar="SEC",
-                       help="overlap of neighbouring windows, and the context kept around "
-                            "inpainting gaps, in seconds (default 0.5)")
-    group.add_argument("--channels", choices=CHANNEL_MODES, default="independent",
-                       help="restore each channel, or mid and side of a stereo file "
-                            "(default independent)")
-    group.add_argument("--out-rate", type=int, metavar="HZ",
-                       help="output sample rate (default: the input's; at least the prior's for "
-                            "super_resolution, whose output keeps the input's band below the "
-                            "cutoff; the prior's for phase_retrieval)")
-    group.add_argument("--overwrite", action="store_true",
-                       help="replace outputs that already exist (default: skip them)")
-    group.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",
-                       help="what to do when a restored sample would pass full scale: rescale "
-                            "the whole output to a peak of -0.09 dBFS, clamp the samples, or "
-                            "none (float wav keeps them; integer and lossy formats clamp); "
-                            "default rescale, recorded in OUT.json")
-    group.add_argument("--bits", type=int, choices=BITS,
-                       help="integer PCM depth of wav/flac outputs (default: the input's; "
-                            "32-bit float wav or 24-bit flac for float and lossy inputs)")
-    add_sampler_options(parser, steps=DEFAULT_STEPS)
-    parser.set_defaults(run=run)
 
 
 def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
@@ -105,7 +47,7 @@ def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
 
 @functools.lru_cache(maxsize=2)
 def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile: bool = False,
-                 checkpointing: bool = False) -> Prior:
+                 checkpointing: bool = False, offload: bool = False) -> Prior:
     """Load a prior once per process (loading builds or reads the whole model)."""
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: CUDA is not available on this machine")
@@ -113,7 +55,7 @@ def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile
     logging.disable(logging.WARNING)  # diffusers warns about an empty list of fp32 modules
     try:
         return load_prior(name, device, getattr(torch, dtype), compile=compile,
-                          checkpointing=checkpointing)
+                          checkpointing=checkpointing, offload=offload)
     finally:
         logging.disable(previous)
 
@@ -224,7 +166,7 @@ def resolve_prompts(settings: dict, sources: list[str] | None) -> None:
 def prior_from_args(args: argparse.Namespace) -> Prior:
     """The prior the sampling options name, loaded once per process."""
     return cached_prior(args.prior or DEFAULT_PRIOR, args.device, args.dtype, args.compile,
-                        args.checkpointing)
+                        args.checkpointing, args.offload)
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:

@@ -11,7 +11,6 @@ from torch import Tensor
 
 from diffmusic.operators.base import Baseline, Operator
 
-
 RT60_RANGE = (0.05, 10.0)
 """RT60s in seconds the synthetic room response accepts."""
 

@@ -10,9 +10,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from diffmusic.dsp import MelConfig, istft, log_mel, stft
+from diffmusic.names import STEMS
 from diffmusic.operators.base import Baseline, Operator
 
-STEMS = ("vocals", "drums", "bass", "other")
 """MUSDB18 stem names."""
 
 STEM_BANDS_HZ = {"bass": (0.0, 250.0), "vocals": (250.0, 4000.0), "other": (0.0, 1e9)}

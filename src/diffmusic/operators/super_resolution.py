@@ -9,6 +9,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel, resample
 from diffmusic.dsp.spectral import hz_to_mel, mel_to_hz
+from diffmusic.names import SUPER_RESOLUTION_FACTORS
 from diffmusic.operators.base import Baseline, Operator
 
 
@@ -24,7 +25,7 @@ class SuperResolution(Operator):
 
     task: ClassVar[str] = "super_resolution"
     default_baseline: ClassVar[str] = "sinc"
-    factors: ClassVar[tuple[int, ...]] = (2, 4, 8)
+    factors: ClassVar[tuple[int, ...]] = SUPER_RESOLUTION_FACTORS
     projection_passes: ClassVar[int] = 3
 
     def __init__(self, sample_rate: int, num_samples: int, factor: int = 2, **kwargs) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from diffmusic.names import DEFAULT_PRIOR
 from diffmusic.priors.base import Condition, Prior
 from diffmusic.priors.gaussian import GaussianPrior
 from diffmusic.priors.latent import LatentDiffusionPrior
@@ -17,7 +18,6 @@ class PriorNotFound(ValueError):
 
 PRIOR_NAMES = ("embedded", "tiny", "gaussian", "audioldm2", "audioldm2-music", "audioldm2-large",
                "musicldm")
-DEFAULT_PRIOR = "embedded"
 REPOSITORIES = {"audioldm2": "cvssp/audioldm2-music", "audioldm2-music": "cvssp/audioldm2-music",
                 "audioldm2-large": "cvssp/audioldm2-large", "musicldm": "ucsd-reach/musicldm"}
 """Hugging Face repositories of the named pretrained priors (``cvssp/audioldm2``: by its id)."""

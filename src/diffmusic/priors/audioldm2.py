@@ -7,13 +7,14 @@ GPT-2 generates ``max_new_tokens`` (8) hidden states ``(B, 8, Dg)`` from them, a
 cross-attends to the generated states (``encoder_hidden_states``) and to the T5 states
 (``encoder_hidden_states_1`` with ``encoder_attention_mask_1``).
 
-One deliberate difference: every prompt batch is padded to its own longest T5 sequence, so the
-unconditional branch does not depend on the length of the prompt (the pipeline pads the negative
-prompt to the prompt's length, which changes GPT-2's positions).
+One deliberate difference: every prompt is encoded on its own (then padded with masked tokens),
+so no condition depends on the other prompts of the batch or on the prompt's length (the pipeline
+pads the negative prompt to the prompt's length, which changes GPT-2's positions).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from diffmusic.priors import PriorNotFound
 from diffmusic.priors.hub import BACKBONE_PARTS, backbone_prior, load_component
 from diffmusic.priors.hub import schedule as load_schedule
-from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs
+from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs, cat_kwargs
 from diffmusic.priors.text import TextEncoders, clap_text_features, prompt_texts, tokenize
 
 MAX_NEW_TOKENS = 8
@@ -80,14 +81,24 @@ class AudioLDM2Conditioner:
                                   or MAX_NEW_TOKENS)
 
     def __call__(self, prompts: Sequence[str | None]) -> UnetKwargs:
-        """UNet inputs for one prompt per item: generated ``(B, 8, Dg)``, T5 ``(B, L, Dt)``."""
+        """UNet inputs for one prompt per item: generated ``(B, 8, Dg)``, T5 ``(B, L, Dt)``.
+
+        Each distinct prompt is encoded on its own: batched, T5's padding shifts GPT-2's
+        positions, and one prompt's condition would depend on the others in the batch (the
+        sources of a separation). The T5 sequences are then padded with masked tokens.
+        """
         texts = prompt_texts(prompts)
+        encoded = {text: self._encode(text) for text in dict.fromkeys(texts)}
+        return functools.reduce(cat_kwargs, (encoded[text] for text in texts))
+
+    def _encode(self, text: str) -> UnetKwargs:
+        """UNet inputs for one prompt, batch of one."""
         with self.encoders.active() as device:
-            clap = clap_text_features(self.clap, self.tokenizer, texts, device)[:, None]
-            ids, mask = tokenize(self.tokenizer_2, texts, device)
+            clap = clap_text_features(self.clap, self.tokenizer, [text], device)[:, None]
+            ids, mask = tokenize(self.tokenizer_2, [text], device)
             t5 = self.t5(input_ids=ids, attention_mask=mask).last_hidden_state
             projected = self.projection(hidden_states=clap, hidden_states_1=t5,
-                                        attention_mask=mask.new_ones(len(texts), 1),
+                                        attention_mask=mask.new_ones(1, 1),
                                         attention_mask_1=mask)
             generated = generate_hidden_states(self.language_model, projected.hidden_states,
                                                projected.attention_mask, self.max_new_tokens)

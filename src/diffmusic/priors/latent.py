@@ -49,7 +49,7 @@ def _pad_tokens(kwargs: UnetKwargs, states: str, length: int) -> UnetKwargs:
             mask: nn.functional.pad(kwargs[mask], (0, extra))}
 
 
-def _cat_kwargs(a: UnetKwargs, b: UnetKwargs) -> UnetKwargs:
+def cat_kwargs(a: UnetKwargs, b: UnetKwargs) -> UnetKwargs:
     """Batch two sets of UNet inputs, padding masked token sequences to a common length."""
     for states in MASKS:
         if states in a:
@@ -114,7 +114,7 @@ class LatentDiffusionPrior(Prior):
         if self.conditioner is None:
             return None
         cond = self.conditioner(list(prompts))
-        if guidance_scale == 1.0:
+        if guidance_scale <= 1.0:  # as in the diffusers pipelines: no guidance at or below 1
             return GuidedCondition(cond)
         if negative_prompt:
             uncond = self.conditioner([negative_prompt] * len(prompts))
@@ -146,7 +146,7 @@ class LatentDiffusionPrior(Prior):
             return self._unet(z_t, t, {})
         if cond.uncond is None:
             return self._unet(z_t, t, cond.cond)
-        both = self._unet(torch.cat([z_t, z_t]), t, _cat_kwargs(cond.uncond, cond.cond))
+        both = self._unet(torch.cat([z_t, z_t]), t, cat_kwargs(cond.uncond, cond.cond))
         eps_u, eps_c = both.chunk(2)
         return eps_u + cond.scale * (eps_c - eps_u)
 
