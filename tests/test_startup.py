@@ -31,6 +31,6 @@ def test_help_version_and_usage_errors_import_no_model_code(argv: list[str]) -> 
 
 
 def test_the_parsers_names_are_the_library_s() -> None:
-    assert names.TASKS == tuple(OPERATORS)
-    assert names.SAMPLER_NAMES == tuple(SAMPLERS)
-    assert names.STEMS == STEMS and names.SUPER_RESOLUTION_FACTORS == SuperResolution.factors
+    assert tuple(OPERATORS) == names.TASKS
+    assert tuple(SAMPLERS) == names.SAMPLER_NAMES
+    assert names.STEMS == STEMS and SuperResolution.factors == names.SUPER_RESOLUTION_FACTORS
