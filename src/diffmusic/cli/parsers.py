@@ -144,7 +144,7 @@ def add_demo(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                         help=f"diffusion prior (default {DEFAULT_PRIOR})")
     parser.add_argument("--steps", type=steps_type, default=DEMO_STEPS,
                         help=f"sampling steps, at least 2 (default {DEMO_STEPS})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     parser.set_defaults(run=lazy_run("demo"))
 
 
