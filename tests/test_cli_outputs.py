@@ -100,7 +100,7 @@ def test_a_batch_prints_a_summary_and_partial_failure_has_its_own_code(
                  "--task", "bogus", *FAST]) == 2  # bad usage stays 2
 
 
-@pytest.mark.parametrize("when", ["sampling", "writing"])
+@pytest.mark.parametrize("when", ["sampling", "writing", "between files"])
 def test_sigterm_exits_143_and_leaves_nothing(when: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,13 +117,16 @@ def test_sigterm_exits_143_and_leaves_nothing(when: str, tmp_path: Path,
             terminate()
             return sample(*args, **kwargs)
         monkeypatch.setitem(diffmusic.samplers.SAMPLERS, "diffmusic", sample_then_terminate)
-    else:
+    elif when == "writing":
         write = sf.write
 
         def write_then_terminate(path: object, *args: object, **kwargs: object) -> None:
             write(path, *args, **kwargs)  # the temporary file is complete, not yet renamed
             terminate()
         monkeypatch.setattr(sf, "write", write_then_terminate)
+    else:  # the audio is in place, its record not yet written
+        monkeypatch.setattr("diffmusic.cli.restore.write_json",
+                            lambda path, data: terminate())
     assert main(["restore", str(source), *GAP, "-o", str(out), *FAST]) == 143
     assert capsys.readouterr().err.strip() == "diffmusic: terminated"
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
@@ -139,9 +142,11 @@ def test_a_gap_is_filled_at_the_recording_dc_offset_and_below_its_peak(tmp_path:
     assert abs(inside.mean() - 0.4) < 0.1  # around the offset, not around 0
     clipped = tmp_path / "clipped.wav"
     sf.write(clipped, np.clip(3 * music_like(7, 16000).numpy(), -1, 1), 16000, subtype="FLOAT")
-    assert main(["restore", str(clipped), *GAP, "-o", str(tmp_path / "c.wav"), *FAST]) == 0
+    assert main(["restore", str(clipped), *GAP, "-o", str(tmp_path / "c.wav"), "--clip-mode",
+                 "none", *FAST]) == 0  # nothing rescales the output: the fill itself must fit
     wave, _ = sf.read(tmp_path / "c.wav", dtype="float32")
     assert np.abs(wave).max() <= 1.0
+    assert json.loads((tmp_path / "c.json").read_text())["full_scale"]["peak"] <= 1.0
 
 
 def test_records_name_an_impulse_response_file_not_its_samples(tmp_path: Path) -> None:

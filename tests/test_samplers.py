@@ -6,9 +6,11 @@ from diffusers import DDIMScheduler
 
 from diffmusic.operators import Inpainting, SuperResolution
 from diffmusic.priors.gaussian import GaussianPrior
+from diffmusic.priors.schedule import scaled_linear_alphas_cumprod
 from diffmusic.samplers import (
     SAMPLERS,
     WarmStart,
+    ddim_sigma,
     normalized_step,
     normalized_step_size,
     sample_ddim,
@@ -131,15 +133,28 @@ def test_normalized_step_has_the_given_size_whatever_the_loss_scale():
 
 
 def test_normalized_step_size_follows_the_noise_and_is_bounded_by_what_is_left():
-    a_t, a_prev = 0.3, 0.31  # a small step: the noise level of z_t sets the size
-    carry = a_prev**0.5 - (1 - a_prev) ** 0.5 * (a_t / (1 - a_t)) ** 0.5
-    size = normalized_step_size(0.2, a_t, a_prev, carry, a_last=0.999)
-    assert size == pytest.approx(0.2 * ((1 - a_t) / a_t) ** 0.5)
-    # a jump from almost pure noise to the output: the step moves the output by at most
-    # rho times the schedule's last noise level, not by rho times the noise of z_t
-    size = normalized_step_size(0.2, 1e-4, 1.0, 1.0, a_last=0.999)
-    assert size == pytest.approx(0.2 * 0.001**0.5)
-    assert size * 1.0 <= 0.2 * (1 - 0.999) ** 0.5 + 1e-12
+    abar = scaled_linear_alphas_cumprod().tolist()
+    rho, a_last = 0.2, abar[0]
+
+    def moves(steps: int) -> list[tuple[float, float, float]]:
+        """(size, how far it moves z_{t-1}, the noise left there) for each step, eta 1."""
+        ts = timesteps(1000, steps)
+        out = []
+        for i, t in enumerate(ts):
+            a_t, a_prev = abar[t], abar[ts[i + 1]] if i + 1 < steps else 1.0
+            sigma = ddim_sigma(a_t, a_prev, 1.0)
+            carry = a_prev**0.5 - max(1 - a_prev - sigma**2, 0) ** 0.5 * (a_t / (1 - a_t)) ** 0.5
+            size = normalized_step_size(rho, a_t, a_prev, sigma, a_last)
+            out.append((size / (rho * ((1 - a_t) / a_t) ** 0.5), size * carry,
+                        rho * (1 - min(a_prev, a_last)) ** 0.5))
+        return out
+
+    # 25 steps: every step but the last is sized by the noise of z_t alone
+    assert all(ratio == pytest.approx(1) for ratio, _, _ in moves(25)[:-1])
+    # 2 steps: the jumps never move the next latent by more than rho times its noise, where
+    # the unbounded step sized for t = 999 would move it by tens of times that
+    for ratio, moved, bound in moves(2):
+        assert moved <= bound * (1 + 1e-9) and ratio < 0.1
 
 
 def test_a_larger_normalized_step_agrees_more_with_the_measurement(gaussian):

@@ -60,7 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def write_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
     """Write several files as one: call each ``writer(path)`` in turn (each writes its own path
-    atomically); when one fails, remove the files the earlier ones wrote.
+    atomically); when one fails, or the process is interrupted between two of them, remove the
+    files the earlier ones wrote.
 
     Raises:
         OutputError: A file could not be written; its message names the file.
@@ -70,9 +71,11 @@ def write_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> N
         for path, writer in writes:
             writer(path)
             written.append(path)
-    except OSError as error:
+    except BaseException as error:
         for path in written:
             path.unlink(missing_ok=True)
+        if not isinstance(error, OSError):
+            raise
         failed = writes[len(written)][0]
         raise OutputError(f"cannot write {failed}: {error.strerror or error}") from None
 

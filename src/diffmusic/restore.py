@@ -141,10 +141,9 @@ def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diff
     start = warm_start_from_baseline(prior, operator, y_in, warm_start)
     sample = SAMPLERS[sampler](prior, operator, y_in, steps=steps, generator=generator,
                                cond=cond, callback=callback, start=start, **kwargs)
-    raw = sample.wave.float() / _per_item(gain, sample.wave)
+    raw = sample.wave.float() / _per_item(gain, sample.wave) + offset
     with torch.no_grad():
-        wave = (operator.project(raw, y_ac) if project else raw) + offset
-        raw = raw + offset
+        wave = operator.project(raw, y) if project else raw
         raw_loss = operator.loss(raw, y)
         final_loss = operator.loss(wave, y) if project else raw_loss
     record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),

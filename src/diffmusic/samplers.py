@@ -169,7 +169,7 @@ def _first_latent(prior: Prior, shape: tuple[int, ...], ts: list[int],
     if start is None:
         return noise, ts
     last = math.ceil(start.strength * prior.num_train_timesteps) - 1
-    ts = [t for t in ts if t <= last] or [max(last, 0)]
+    ts = [t for t in ts if t <= last] or [last]  # strength > 0, so last >= 0
     a = float(prior.alphas_cumprod[ts[0]])
     return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, ts
 
@@ -282,26 +282,28 @@ def normalized_step(grad: Tensor, size: float, num_sources: int) -> Tensor:
     return grad * scale.repeat_interleave(num_sources).view(-1, *[1] * (grad.dim() - 1))
 
 
-def normalized_step_size(rho: float, a_t: float, a_prev: float, carry: float,
+def normalized_step_size(rho: float, a_t: float, a_prev: float, sigma: float,
                          a_last: float) -> float:
     """RMS per element of DiffMusic's normalised step on ``z0_hat``.
 
     ``rho sqrt((1 - a_t) / a_t)`` moves ``sqrt(a_t) z0`` (the signal part of ``z_t``) by ``rho``
     times the noise RMS ``sqrt(1 - a_t)``, whatever the scale of the loss: strong guidance
-    while the noise hides it, fading as ``t -> 0``. A DDIM step carries a change of ``z0`` into
-    ``z_{t-1}`` with the factor ``carry``; the size is bounded so that the step never moves
-    ``z_{t-1}`` by more than ``rho`` times the noise left in it, ``sqrt(1 - a_prev)`` (the
-    clean output counts as ``a_last``, the schedule's last level). Small steps are below the
-    bound; a large jump (few steps) would otherwise land a step sized for ``t`` in an almost
-    noiseless latent.
+    while the noise hides it, fading as ``t -> 0``. DiffMusic's DDIM update (``eps_hat``
+    follows ``z0*``) carries a change of ``z0*`` into ``z_{t-1}`` with the factor
+    ``sqrt(a') - sqrt(1 - a' - sigma^2) sqrt(a_t / (1 - a_t))``; the size is bounded so that the
+    step never moves ``z_{t-1}`` by more than ``rho`` times the noise left in it,
+    ``sqrt(1 - a')`` (the clean output counts as ``a_last``, the schedule's last level). Small
+    steps are below the bound; a large jump (few steps) would otherwise land a step sized for
+    ``t`` in an almost noiseless latent.
 
     Args:
         rho: Step as a fraction of the noise level.
         a_t: ``alpha_bar`` at the current step.
-        a_prev: ``alpha_bar`` of the latent the step produces (1: the clean output).
-        carry: ``d z_{t-1} / d z0*`` of the sampler's update.
+        a_prev: ``alpha_bar`` ``a'`` of the latent the step produces (1: the clean output).
+        sigma: DDIM noise of the update.
         a_last: ``alpha_bar`` of the schedule's last training timestep.
     """
+    carry = math.sqrt(a_prev) - math.sqrt(max(1 - a_prev - sigma**2, 0.0) * a_t / (1 - a_t))
     noise_left = math.sqrt(1 - min(a_prev, a_last))
     return rho * min(math.sqrt((1 - a_t) / a_t), noise_left / max(carry, 1e-12))
 
@@ -358,9 +360,8 @@ def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
         sigma = ddim_sigma(a_t, a_prev, eta)
-        # eps_hat follows z0*, so z_{t-1} moves by (sqrt(a') - c sqrt(a / (1 - a))) dz0*
-        carry = math.sqrt(a_prev) - math.sqrt(max(1 - a_prev - sigma**2, 0.0) * a_t / (1 - a_t))
-        size = normalized_step_size(rho, a_t, a_prev, carry, float(prior.alphas_cumprod[0]))
+        size = (None if gamma is not None else
+                normalized_step_size(rho, a_t, a_prev, sigma, float(prior.alphas_cumprod[0])))
         _, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc, size)
         eps_hat = (z - math.sqrt(a_t) * z0_star) / math.sqrt(1 - a_t)
         noise = torch.randn(z.shape, generator=generator, device=z.device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from diffmusic import package_version
@@ -62,7 +63,8 @@ def one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    handles = threading.current_thread() is threading.main_thread()  # signal.signal's rule
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles else None
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
@@ -78,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("diffmusic: terminated", file=sys.stderr)
         return 143
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if handles:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["CliError", "build_parser", "main"]

@@ -229,14 +229,13 @@ def run_files(args: argparse.Namespace) -> int:
     resolve_prompts(settings, list(options.sources or STEMS) if separation else None)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
-    prior = prior_from_args(args)
-    check_steps(args.steps, prior)
-    recording_options(args).check(prior)
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    for job in jobs:
-        if skip_existing(job_outputs(options, job.out)[0], args):
-            counts["skipped"] += 1
-            continue
+    pending = [job for job in jobs if not skip_existing(job_outputs(options, job.out)[0], args)]
+    counts = {"done": 0, "skipped": len(jobs) - len(pending), "failed": 0}
+    if pending:  # the prior loads only when something is left to restore
+        prior = prior_from_args(args)
+        check_steps(args.steps, prior)
+        recording_options(args).check(prior)
+    for job in pending:
         try:
             record = restore_file(job, options, args, settings)
         except (CliError, ValueError, OutputError) as error:
@@ -281,10 +280,10 @@ def run(args: argparse.Namespace) -> int:
     settings = restore_settings(args)
     operator = measurement.operator
     resolve_prompts(settings, operator.sources if operator.num_sources > 1 else None)
-    prior = prior_from_args(args)
-    check_steps(args.steps, prior)
     if skip_existing(audio_paths, args):
         return 0
+    prior = prior_from_args(args)
+    check_steps(args.steps, prior)
     _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet,
                                     recording_options(args), args.clip_mode, args.bits)
     if not args.quiet:

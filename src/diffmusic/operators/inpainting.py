@@ -117,10 +117,10 @@ class Inpainting(Operator):
         fill scaled down where it would peak above the known samples' peak: the measurement
         shows the recording's level (a clipped recording's fill stays below its clip level)."""
         keep = self.crossfade_mask().to(x_hat.dtype)
-        fill = (1 - keep) * x_hat
         known_peak = (y * self.mask.to(y.dtype)).abs().amax(-1, keepdim=True)
-        fill_peak = fill.abs().amax(-1, keepdim=True).clamp_min(1e-12)
-        return keep * y + fill * (known_peak / fill_peak).clamp(max=1)
+        fill_peak = (x_hat * (keep < 1)).abs().amax(-1, keepdim=True).clamp_min(1e-12)
+        # a convex mix of two signals within the known peak stays within it
+        return keep * y + (1 - keep) * x_hat * (known_peak / fill_peak).clamp(max=1)
 
     def baselines(self) -> dict[str, Baseline]:
         return {"zero_fill": lambda y: y, "context_copy": self.context_copy}

@@ -13,8 +13,6 @@ from diffmusic.dsp import MelConfig, istft, log_mel, stft
 from diffmusic.names import STEMS
 from diffmusic.operators.base import Baseline, Operator
 
-"""MUSDB18 stem names."""
-
 STEM_BANDS_HZ = {"bass": (0.0, 250.0), "vocals": (250.0, 4000.0), "other": (0.0, 1e9)}
 """Harmonic bands the masking baseline gives each pitched stem (drums take the percussive part)."""
 

@@ -88,20 +88,20 @@ class AudioLDM2Conditioner:
         sources of a separation). The T5 sequences are then padded with masked tokens.
         """
         texts = prompt_texts(prompts)
-        encoded = {text: self._encode(text) for text in dict.fromkeys(texts)}
+        with self.encoders.active() as device:
+            encoded = {text: self._encode(text, device) for text in dict.fromkeys(texts)}
         return functools.reduce(cat_kwargs, (encoded[text] for text in texts))
 
-    def _encode(self, text: str) -> UnetKwargs:
-        """UNet inputs for one prompt, batch of one."""
-        with self.encoders.active() as device:
-            clap = clap_text_features(self.clap, self.tokenizer, [text], device)[:, None]
-            ids, mask = tokenize(self.tokenizer_2, [text], device)
-            t5 = self.t5(input_ids=ids, attention_mask=mask).last_hidden_state
-            projected = self.projection(hidden_states=clap, hidden_states_1=t5,
-                                        attention_mask=mask.new_ones(1, 1),
-                                        attention_mask_1=mask)
-            generated = generate_hidden_states(self.language_model, projected.hidden_states,
-                                               projected.attention_mask, self.max_new_tokens)
+    def _encode(self, text: str, device: torch.device) -> UnetKwargs:
+        """UNet inputs for one prompt, batch of one (inside :meth:`TextEncoders.active`)."""
+        clap = clap_text_features(self.clap, self.tokenizer, [text], device)[:, None]
+        ids, mask = tokenize(self.tokenizer_2, [text], device)
+        t5 = self.t5(input_ids=ids, attention_mask=mask).last_hidden_state
+        projected = self.projection(hidden_states=clap, hidden_states_1=t5,
+                                    attention_mask=mask.new_ones(1, 1),
+                                    attention_mask_1=mask)
+        generated = generate_hidden_states(self.language_model, projected.hidden_states,
+                                           projected.attention_mask, self.max_new_tokens)
         return {"encoder_hidden_states": generated.float().cpu(),
                 "encoder_hidden_states_1": t5.float().cpu(), "encoder_attention_mask_1": mask.cpu()}
 
