@@ -276,11 +276,8 @@ def test_tuning_on_the_benchmark_clips_is_refused(tmp_path: Path, flags: list[st
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(not os.environ.get("DIFFMUSIC_TEST_RAY"),
-                    reason="starts a local Ray instance (minutes on 2 cores); "
-                           "set DIFFMUSIC_TEST_RAY=1")
 def test_ray_fans_out_the_same_jobs_into_the_same_store(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="Ray is part of the test extra")
     _write(tmp_path / "data" / "clip.wav", _noise(0, N))
     cmd = [sys.executable, "-m", "diffmusic.cli", "bench", str(tmp_path / "data"), "-o",
            str(tmp_path / "out"), "-q", "--clip-seconds", str(CLIP), "--embedding", "none",

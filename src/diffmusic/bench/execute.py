@@ -7,6 +7,7 @@ group finishes; a killed run loses at most the groups in flight.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import multiprocessing
 from collections.abc import Callable, Iterator
 
@@ -16,6 +17,7 @@ from diffmusic.bench.datasets import Clip
 from diffmusic.bench.jobs import Job, group
 from diffmusic.bench.run import RunConfig, Runner
 from diffmusic.bench.store import Store
+from diffmusic.cluster import ray_imap
 
 Task = tuple[list[Job], Clip, bool]
 """A job group, its clip and whether to embed the clean reference too."""
@@ -23,15 +25,16 @@ Task = tuple[list[Job], Clip, bool]
 _RUNNER: Runner | None = None
 
 
-def _init_worker(config: RunConfig, threads: int) -> None:
-    global _RUNNER
+def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
-    _RUNNER = Runner(config)
 
 
-def _run_in_worker(jobs: list[Job], clip: Clip, reference: bool) -> list[dict]:
-    assert _RUNNER is not None
-    return _RUNNER.run(jobs, clip, reference)
+def _run_task(config: RunConfig, task: Task) -> list[dict]:
+    """Run one group in this process with a runner kept for every later group of ``config``."""
+    global _RUNNER
+    if _RUNNER is None or _RUNNER.config != config:
+        _RUNNER = Runner(config)
+    return _RUNNER.run(*task)
 
 
 def tasks(jobs: list[Job], clips: dict[tuple[str, str], Clip], store: Store) -> list[Task]:
@@ -67,46 +70,24 @@ def store_rows(store: Store, rows: list[dict], embedding: str | None) -> int:
 
 
 def _serial(work: list[Task], config: RunConfig) -> Iterator[list[dict]]:
-    runner = Runner(config)
-    for jobs, clip, ref in work:
-        yield runner.run(jobs, clip, ref)
+    for task in work:
+        yield _run_task(config, task)
 
 
 def _local(work: list[Task], config: RunConfig, workers: int) -> Iterator[list[dict]]:
     threads = max(1, torch.get_num_threads() // workers)
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (config, threads)) as pool:
-        futures = [pool.submit(_run_in_worker, *t) for t in work]
+    with cf.ProcessPoolExecutor(workers, ctx, _set_threads, (threads,)) as pool:
+        futures = [pool.submit(_run_task, config, task) for task in work]
         for future in cf.as_completed(futures):
             yield future.result()
 
 
 def _ray(work: list[Task], config: RunConfig, address: str) -> Iterator[list[dict]]:
-    import ray
-
-    ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
-             include_dashboard=False, log_to_driver=False)
-
-    @ray.remote
-    class RayRunner:
-        def __init__(self, cfg: RunConfig) -> None:
-            self.runner = Runner(cfg)
-
-        def run(self, jobs: list[Job], clip: Clip, reference: bool) -> list[dict]:
-            return self.runner.run(jobs, clip, reference)
-
-    actors = [RayRunner.remote(config) for _ in range(max(1, int(ray.available_resources()
-                                                               .get("CPU", 1))))]
-    pending = [actors[i % len(actors)].run.remote(*t) for i, t in enumerate(work)]
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(ready[0])
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if address == "local":
-            ray.shutdown()
+    for _, rows in ray_imap(functools.partial(_run_task, config), work, address):
+        if isinstance(rows, BaseException):
+            raise rows
+        yield rows
 
 
 def execute(work: list[Task], store: Store, config: RunConfig, workers: int = 1,

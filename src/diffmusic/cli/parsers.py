@@ -97,6 +97,9 @@ def add_restore(subparsers: argparse._SubParsersAction, common: argparse.Argumen
                        help="output sample rate (default: the input's; at least the prior's for "
                             "super_resolution, whose output keeps the input's band below the "
                             "cutoff; the prior's for phase_retrieval)")
+    group.add_argument("--ray", metavar="ADDRESS",
+                       help="restore the files as jobs on this Ray cluster ('local' starts one; "
+                            "inputs and -o must be on storage every node sees)")
     group.add_argument("--overwrite", action="store_true",
                        help="replace outputs that already exist (default: skip them)")
     group.add_argument("--clip-mode", choices=CLIP_MODES, default="rescale",

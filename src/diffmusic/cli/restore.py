@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from diffmusic.cli.options import (
 )
 from diffmusic.cli.progress import step_progress
 from diffmusic.cli.recording import RecordingOptions, restore_recording
+from diffmusic.cluster import ray_imap
 from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
 from diffmusic.operators import STEMS, Inpainting, Operator
@@ -35,6 +38,8 @@ from diffmusic.recording import operator_factory, restore_windows
 from diffmusic.report import write_json
 from diffmusic.restore import Restoration
 
+RESTORE_ERRORS = (CliError, ValueError, OutputError)
+"""Failures of one file of a batch: reported, counted, and the batch goes on."""
 PARTIAL_FAILURE = 3
 """Exit status of a batch in which some files failed (the others were written)."""
 
@@ -231,27 +236,70 @@ def run_files(args: argparse.Namespace) -> int:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
     pending = [job for job in jobs if not skip_existing(job_outputs(options, job.out)[0], args)]
     counts = {"done": 0, "skipped": len(jobs) - len(pending), "failed": 0}
-    if pending:  # the prior loads only when something is left to restore
-        prior = prior_from_args(args)
-        check_steps(args.steps, prior)
-        recording_options(args).check(prior)
-    for job in pending:
-        try:
-            record = restore_file(job, options, args, settings)
-        except (CliError, ValueError, OutputError) as error:
-            if not batch:
-                raise
+    restore = functools.partial(restore_job, options=options, args=args, settings=settings)
+    if args.ray:
+        results = ray_restore(restore, pending, args.ray)
+    else:
+        if pending:  # the prior loads only when something is left to restore
+            check_prior_options(args)
+        results = ((job, restore(job)) for job in pending)
+    for job, result in results:
+        if isinstance(result, BaseException):
+            if not batch or not isinstance(result, RESTORE_ERRORS):
+                raise result
             counts["failed"] += 1
-            print(f"diffmusic: error: {' '.join(str(error).split())}", file=sys.stderr)
+            print(f"diffmusic: error: {' '.join(str(result).split())}", file=sys.stderr)
             continue
         counts["done"] += 1
         if not args.quiet:
-            print(f"diffmusic: wrote {job.out} ({len(record['windows'])} window(s), "
-                  f"{record['seconds_total']:.1f} s)", file=sys.stderr)
+            print(f"diffmusic: wrote {job.out} ({len(result['windows'])} window(s), "
+                  f"{result['seconds_total']:.1f} s)", file=sys.stderr)
     if batch and not args.quiet:
         print("diffmusic: " + ", ".join(f"{n} {what}" for what, n in counts.items()),
               file=sys.stderr)
     return PARTIAL_FAILURE if counts["failed"] else 0
+
+
+def check_prior_options(args: argparse.Namespace) -> None:
+    """Refuse ``--steps`` and recording options the prior cannot run (loads the prior)."""
+    prior = prior_from_args(args)
+    check_steps(args.steps, prior)
+    recording_options(args).check(prior)
+
+
+def restore_job(job: Job, options: OperatorOptions, args: argparse.Namespace,
+                settings: dict) -> dict | Exception:
+    """:func:`restore_file`, with a file's own failure returned rather than raised."""
+    try:
+        return restore_file(job, options, args, settings)
+    except RESTORE_ERRORS as error:
+        return error
+
+
+def _restore_on_worker(job: Job, options: OperatorOptions, args: argparse.Namespace,
+                       settings: dict) -> dict | Exception:
+    """:func:`restore_job` in a Ray worker: prior checked once per process, no progress bars."""
+    quiet = argparse.Namespace(**{**vars(args), "quiet": True})
+    try:
+        check_prior_options(quiet)
+    except CliError as error:
+        return error
+    return restore_job(job, options, quiet, settings)
+
+
+def ray_restore(restore: functools.partial, jobs: list[Job],
+                address: str) -> Iterator[tuple[Job, dict | BaseException]]:
+    """The jobs restored as Ray tasks, each writing its own outputs (atomically, as here)."""
+    options = restore.keywords["options"]
+    if options.rir is not None:  # a worker's folder is not ours: every path absolute
+        options = dataclasses.replace(options, rir=options.rir.resolve())
+    on_worker = functools.partial(_restore_on_worker, **{**restore.keywords, "options": options})
+    absolute = [Job(job.source.resolve(), job.out.resolve()) for job in jobs]
+    try:
+        for i, result in ray_imap(on_worker, absolute, address):
+            yield jobs[i], result
+    except RuntimeError as error:
+        raise CliError(str(error)) from None
 
 
 def skip_existing(audio_paths: list[Path], args: argparse.Namespace) -> bool:
@@ -271,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     folder = args.input[0]
     if args.task is not None and not (folder.is_dir() and (folder / MEASUREMENT_JSON).exists()):
         return run_files(args)
+    if args.ray:
+        raise CliError("--ray restores files given --task; a measurement folder is one job")
     if len(args.input) > 1:
         raise CliError("several inputs need --task (measurement folders are restored one at a "
                        "time)")
