@@ -17,12 +17,6 @@ from diffmusic.samplers import SAMPLERS
 from diffmusic.tuning import TUNED_DIR
 
 DEMO = TUNED_DIR.parent / "demo" / "clip.wav"
-KNOWN_FAILURES = {("super_resolution", "mpgd"): "MPGD's tuned DDIM noise (eta 0.5) with its "
-                  "unnormalised step gamma 30 is loud at every step count on the demo clip "
-                  "(RMS 3.8x the clean clip at 4 steps, 5.3x at 8, 1.7x at 25; eta 0 or gamma 10 "
-                  "stay within 0.1 dB): not fixed yet"}
-
-
 @pytest.fixture(scope="module")
 def prior():
     return load_prior("embedded")
@@ -35,8 +29,6 @@ def rms_db(wave: torch.Tensor) -> float:
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 @pytest.mark.parametrize("task", TASKS)
 def test_two_four_and_eight_steps_keep_the_clean_level(task: str, sampler: str, prior) -> None:
-    if (task, sampler) in KNOWN_FAILURES:
-        pytest.xfail(KNOWN_FAILURES[task, sampler])
     clip = load_audio(DEMO, prior.sample_rate, mono=True)[0][:, :prior.window]
     operator = OPERATORS[task](prior.sample_rate, prior.window,
                                **({"sources": ["vocals", "drums"]}

@@ -193,3 +193,15 @@ def test_warm_start_runs_the_tail_of_the_schedule_from_the_initial_estimate(gaus
         sample_ddim(gaussian, op, y, steps=10, generator=gen, start=WarmStart(init, 0.0))
     with pytest.raises(ValueError, match="strength"):
         WarmStart(init, 1.5)
+
+
+def test_an_mpgd_step_never_moves_the_latent_by_more_than_the_noise_left(gaussian):
+    op = Inpainting(RATE, LENGTH, [(0.01, 0.012)], loss_domain="measurement")
+    y = op(gaussian.sample(4, torch.Generator().manual_seed(3)))
+    scale = float(gaussian.cov.diagonal().mean().sqrt())
+    for steps in (2, 4, 8):
+        # a step size a million times too large: every element of each step is clipped to the
+        # noise the later steps can still remove, so the output stays at the prior's scale
+        out = SAMPLERS["mpgd"](gaussian, op, y, steps=steps, gamma=1e8,
+                               generator=torch.Generator().manual_seed(0)).wave
+        assert torch.isfinite(out).all() and float(out.pow(2).mean().sqrt()) < 3 * scale, steps

@@ -304,17 +304,24 @@ def normalized_step_size(rho: float, a_t: float, a_prev: float, sigma: float,
         a_last: ``alpha_bar`` of the schedule's last training timestep.
     """
     carry = math.sqrt(a_prev) - math.sqrt(max(1 - a_prev - sigma**2, 0.0) * a_t / (1 - a_t))
-    noise_left = math.sqrt(1 - min(a_prev, a_last))
-    return rho * min(math.sqrt((1 - a_t) / a_t), noise_left / max(carry, 1e-12))
+    return rho * min(math.sqrt((1 - a_t) / a_t), noise_left(a_prev, a_last) / max(carry, 1e-12))
+
+
+def noise_left(a_prev: float, a_last: float) -> float:
+    """Noise RMS ``sqrt(1 - a')`` of the latent a step produces; the clean output counts as the
+    schedule's last level ``a_last``."""
+    return math.sqrt(1 - min(a_prev, a_last))
 
 
 def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a_t: float,
                cond: Condition | None, gamma: float | None, vmc: bool,
-               step_size: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+               step_size: float | None = None,
+               bound: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``eps``, a guided ``z0*`` (no UNet backprop) and the loss.
 
-    ``z0* = z0_hat - gamma grad_{z0_hat} loss``, or with ``gamma=None`` the
-    :func:`normalized_step` of RMS ``step_size``.
+    ``z0* = z0_hat - gamma grad_{z0_hat} loss`` (each element of the step clipped to
+    ``+-bound`` when given), or with ``gamma=None`` the :func:`normalized_step` of RMS
+    ``step_size``.
     """
     with torch.no_grad():
         eps = prior.eps(z, t, cond)
@@ -323,6 +330,8 @@ def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a
     grad = _grad(loss, z0)
     step = (gamma * grad if gamma is not None
             else normalized_step(grad, step_size, operator.num_sources))
+    if bound is not None:
+        step = step.clamp(-bound, bound)
     return eps, (z0 - step).detach(), loss
 
 
@@ -334,10 +343,17 @@ def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     """Manifold Preserving Guided Diffusion (He et al., ICLR 2024, Algorithm 2, MPGD w/o proj.).
 
     A gradient step on ``z0_hat`` (no UNet backprop), then DDIM with the UNet's own ``eps``.
+    The step is unnormalised, and a log-spectral loss has spikes (bins near its floor), so each
+    element of the step is clipped to the :func:`noise_left` after it, divided by
+    ``sqrt(a')``: no step moves an element of ``z_{t-1}`` by more than the noise the later steps
+    can still remove (without it one spike, or the last step, can blast the output).
     """
+    a_last = float(prior.alphas_cumprod[0])
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        eps, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc)
+        bound = noise_left(a_prev, a_last) / math.sqrt(a_prev)
+        eps, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc,
+                                        bound=bound)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
         return ddim_update(z0_star, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise), loss
 
