@@ -4,6 +4,7 @@ wav/flac/mp3/ogg/opus atomically, and keep restorations inside full scale."""
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -229,7 +230,10 @@ def save_audio(path: str | Path, wave: Tensor, sample_rate: int, bits: int | Non
                 sf.write(tmp, data.T, sample_rate, subtype=subtype,
                          format={".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[suffix])
             except sf.LibsndfileError as error:  # a full disk, an I/O error
-                raise OSError(f"cannot write audio: {error.error_string}") from None
+                needed = data.size * data.itemsize
+                reason = ("no space left on device"
+                          if shutil.disk_usage(tmp.parent).free < needed else error.error_string)
+                raise OSError(f"cannot write audio: {reason}") from None
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -61,11 +62,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
     """Write several files as one: call each ``writer(path)`` in turn (each writes its own path
     atomically); when one fails, or the process is interrupted between two of them, remove the
-    files the earlier ones wrote.
+    files the earlier ones wrote and the folders created for them.
 
     Raises:
         OutputError: A file could not be written; its message names the file.
     """
+    new_folders = sorted({folder for path, _ in writes for folder in path.absolute().parents
+                          if not folder.exists()}, key=lambda folder: -len(folder.parts))
     written: list[Path] = []
     try:
         for path, writer in writes:
@@ -74,6 +77,9 @@ def write_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> N
     except BaseException as error:
         for path in written:
             path.unlink(missing_ok=True)
+        for folder in new_folders:  # deepest first; a folder someone else filled stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if not isinstance(error, OSError):
             raise
         failed = writes[len(written)][0]
