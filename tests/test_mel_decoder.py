@@ -157,7 +157,8 @@ def test_export_ships_the_decoder_and_the_prior_decodes_with_it(tmp_path, vae):
     z = torch.randn(1, *prior.latent_shape(12800), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = decoder(z / prior.scaling_factor)[:, 0]
-        assert torch.allclose(prior.decode(z), expected, atol=1e-5)
+        # same weights; float32 rounding of the latent scaling only (outputs reach ~20)
+        torch.testing.assert_close(prior.decode(z), expected, atol=1e-4, rtol=1e-5)
         # the VAE still encodes: its own decoder would give a different image
         assert not torch.allclose(prior.vae.decode(z / prior.scaling_factor).sample[:, 0],
                                   expected, atol=1e-2)
