@@ -33,6 +33,9 @@ STEPS = "4"
 CLI_TASKS = [task for task in TASKS if task != "source_separation"]
 """Tasks restored through the CLI here (separation needs stems; the demo covers it)."""
 DEGRADE_FLAGS = {"inpainting": ["--gap", "2:2.5"]}
+FILE_FLAGS = {"inpainting": ["--gap", "3:3.5,9:9.4"], "super_resolution": ["--factor", "4"],
+              "dereverberation": ["--rt60", "0.4"]}
+"""Tasks restored from a damaged 12 s stereo 44.1 kHz file (windows, channels, resampling)."""
 
 
 def cli(*args: str) -> None:
@@ -71,9 +74,21 @@ def take(out: Path) -> dict[str, np.ndarray]:
             restored = out / "cli" / task / f"{sampler}.wav"
             cli("restore", str(meas), "-o", str(restored), "--steps", STEPS, "--sampler", sampler)
             arrays[f"cli/{task}/{sampler}"] = sf.read(restored, dtype="float64")[0]
+    song = out / "song" / "song.wav"
+    song.parent.mkdir(parents=True, exist_ok=True)
+    wave, rate = sf.read(CLIP)
+    long = np.concatenate([wave, wave[::-1], wave])[: 12 * rate]
+    times = np.arange(12 * 44100) / 44100
+    left = np.interp(times, np.arange(long.size) / rate, long)
+    sf.write(song, np.stack([left, 0.5 * left[::-1]], 1), 44100)
+    for task, flags in FILE_FLAGS.items():
+        restored = out / "song" / f"{task}.wav"
+        cli("restore", str(song), "--task", task, *flags, "-o", str(restored), "--steps", STEPS,
+            "--channels", "mid-side")
+        arrays[f"file/{task}"] = sf.read(restored, dtype="float64")[0]
+        arrays |= numbers(json.loads(restored.with_suffix(".json").read_text()), f"file/{task}")
     data = out / "bench_data"
     data.mkdir(parents=True, exist_ok=True)
-    wave, rate = sf.read(CLIP)
     sf.write(data / "a.wav", wave, rate)
     sf.write(data / "b.wav", wave[::-1].copy(), rate)
     cli("bench", str(data), "-o", str(out / "bench"), "--steps", STEPS, "--embedding", "none",
