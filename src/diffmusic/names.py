@@ -5,6 +5,12 @@ The modules that implement them import them from here, so each is stated once.
 
 from __future__ import annotations
 
+SAMPLE_RATE = 16000
+"""Sample rate in Hz of the protocol: the paper's clips, the embedded prior, the AudioLDM family,
+the training data."""
+CLIP_SAMPLES = 81920
+"""Samples of one protocol clip (5.12 s at :data:`SAMPLE_RATE`: 128 latent frames of 640
+samples), the native window of every shipped prior (a prior's own is ``Prior.window``)."""
 TASKS = ("inpainting", "super_resolution", "phase_retrieval", "source_separation",
          "dereverberation")
 """The restoration tasks, in the order of the paper's table (``diffmusic.operators.OPERATORS``
@@ -33,3 +39,6 @@ The embedded prior was trained on crops around -23 dBFS (music at a median of -1
 0-10 dB of random attenuation); a quiet validation clip (-38.6 dBFS) inpainted at its own level
 scored LSD 0.466, brought to -20.6 dBFS 0.171.
 """
+STEP_SIZE = {"diffmusic": "rho", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
+"""The guidance step size of each guided sampler: the keyword of its function that ``--step``,
+:attr:`diffmusic.restoration.Settings.step` and the tuner set (``ddim`` has none)."""

@@ -23,9 +23,10 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from diffmusic.names import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MIN_SECONDS = 6.0
 VALID_PERCENT = 10
 AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac", ".wav")

@@ -35,10 +35,10 @@ from diffmusic.data.music import (
     stable_hash,
     unpack_package,
 )
+from diffmusic.names import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 MAX_SECONDS = 60.0
 PEAK_DBFS = -1.0
 SEED = 20240611

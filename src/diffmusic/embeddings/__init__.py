@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffmusic.names import SAMPLE_RATE
+
 Embedding = Callable[[Tensor], np.ndarray]
 VGGISH_REPO = "harritaylor_torchvggish_master"
 """Folder of the torchvggish hub repository inside the torch hub cache."""
@@ -59,7 +61,7 @@ class VggishEmbedding:
     def __call__(self, wave: Tensor) -> np.ndarray:
         """``(N,)`` 16 kHz audio -> ``(frames, 128)``."""
         with torch.no_grad():
-            out = self.model(wave.detach().cpu().double().numpy(), 16000)
+            out = self.model(wave.detach().cpu().double().numpy(), SAMPLE_RATE)
         return out.reshape(-1, 128).float().numpy()
 
 

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from diffmusic.dsp import MelConfig
 from diffmusic.dsp.spectral import mel_filterbank
 from diffmusic.embeddings.tfcheckpoint import read_checkpoint
+from diffmusic.names import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 MEL = MelConfig(sample_rate=SAMPLE_RATE, n_fft=512, win_length=512, hop_length=256, n_mels=96,
                 fmin=0.0, fmax=8000.0)
 PATCH_FRAMES = 187

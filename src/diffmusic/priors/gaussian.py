@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig
+from diffmusic.names import SAMPLE_RATE
 from diffmusic.priors.base import Condition, Prior
 from diffmusic.priors.schedule import scaled_linear_alphas_cumprod
 
@@ -48,7 +49,7 @@ class GaussianPrior(Prior):
 
     name = "gaussian"
 
-    def __init__(self, num_samples: int = 512, sample_rate: int = 16000,
+    def __init__(self, num_samples: int = 512, sample_rate: int = SAMPLE_RATE,
                  cov: Tensor | None = None, mean: Tensor | None = None) -> None:
         self.num_samples = num_samples
         self.mel = MelConfig(sample_rate=sample_rate)

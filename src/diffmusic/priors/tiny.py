@@ -10,6 +10,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import Tensor
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
+from diffmusic.names import SAMPLE_RATE
 from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs
 from diffmusic.priors.schedule import scaled_linear_alphas_cumprod
 
@@ -47,7 +48,7 @@ def tiny_prior(seed: int = 0) -> LatentDiffusionPrior:
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         layers_per_block=1, norm_num_groups=8, sample_size=512, scaling_factor=0.5)
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=64, sampling_rate=16000, upsample_initial_channel=32,
+        model_in_dim=64, sampling_rate=SAMPLE_RATE, upsample_initial_channel=32,
         upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
         resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], normalize_before=False,
         initializer_range=0.2))

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmusic.dsp import MelConfig, mel_filterbank
+from diffmusic.names import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class VocosConfig:
     kernel_size: int = 7
     max_log_magnitude: float = 6.0
     mel_skip: bool = True
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     fmax: float = 8000.0
 
     def to_dict(self) -> dict:

@@ -16,13 +16,13 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
+
 CLASSES = ("mix", "vocals", "drums", "bass", "other")
 """Condition classes of the noise predictor; class ``k`` has embedding index ``k + 1``."""
 
 UNCONDITIONAL = 0
 """Embedding index of the unconditional (classifier-free) class."""
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def validation_losses(data: Path, sampler: CropSampler,
     @torch.no_grad()
     def validate(emas: dict) -> dict[str, float]:
         sampler.refresh()
-        clips = validation_clips(data, 81920, count=8)
+        clips = validation_clips(data, CLIP_SAMPLES, count=8)
         if clips is None:
             return {}
         return {k: round(float(v), 5) for k, v in losses(emas, clips).items()}

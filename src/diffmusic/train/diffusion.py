@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
+from diffmusic.names import CLIP_SAMPLES
 from diffmusic.samplers import ddim_update, predict_z0, timesteps
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL, CropSampler, validation_clips
 from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
@@ -42,9 +43,6 @@ UNET_CONFIG = {
     "num_class_embeds": len(CLASSES) + 1,
 }
 """Keyword arguments of ``diffusers.UNet2DModel`` (JSON-ready)."""
-
-CLIP_SAMPLES = 81920
-"""5.12 s at 16 kHz: 512 mel frames, a 8 x 128 x 16 latent."""
 
 MIX_SHARE = 0.5
 """Share of ``mix`` crops per batch when stems exist; the four stems share the rest."""

@@ -21,12 +21,11 @@ import torch
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, fast_griffin_lim, log_mel, mel_filterbank, stft
+from diffmusic.names import CLIP_SAMPLES
 from diffmusic.train.datasets import validation_clips
 from diffmusic.train.diffusion import ddim_estimates
 from diffmusic.train.export import EmbeddedModels, load_embedded
 from diffmusic.train.vae import image_to_mel, mel_to_image
-
-CLIP = 81920
 
 
 def lsd(estimate: Tensor, reference: Tensor) -> Tensor:
@@ -216,11 +215,11 @@ def main(data: Path, runs: Path, folder: Path | None, clips: int, threads: int) 
     Path(runs).mkdir(parents=True, exist_ok=True)
     cfg = MelConfig()
     models = load_embedded(folder)
-    batch = validation_clips(Path(data), CLIP, count=clips, root="music")
+    batch = validation_clips(Path(data), CLIP_SAMPLES, count=clips, root="music")
     if batch is None:
         raise FileNotFoundError(f"no validation clips under {data}/music/valid")
     result = {"quality_music": quality(models, batch, cfg)}
-    mixtures = validation_clips(Path(data), CLIP, count=clips // 2, root="stems")
+    mixtures = validation_clips(Path(data), CLIP_SAMPLES, count=clips // 2, root="stems")
     if mixtures is not None:
         result["quality_stem_mixtures"] = quality(models, mixtures, cfg)
     result["speed"] = {}
@@ -232,7 +231,7 @@ def main(data: Path, runs: Path, folder: Path | None, clips: int, threads: int) 
                        if k in models.config}
     if models.unet is not None:
         result["sample_band_profile_l1"] = sample_check(models, batch, cfg, Path(runs))
-        references = validation_clips(Path(data), CLIP, count=24, root="music")
+        references = validation_clips(Path(data), CLIP_SAMPLES, count=24, root="music")
         result["sample_fd"] = {"references": len(references), "samples": 24,
                                **sample_fd(models, references)}
         if models.decoder is not None:
