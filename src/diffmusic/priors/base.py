@@ -25,6 +25,11 @@ class Prior(ABC):
             float64 on the CPU.
         device: Where the networks live.
         dtype: Parameter dtype of the networks (guidance math stays in float32).
+        window: Native number of samples one latent covers, from the prior's own figures
+            (81,920 = 5.12 s for the AudioLDM family and the embedded prior).
+        latent_hop: Samples per latent frame (mel hop x the VAE's time downsampling: 640 for
+            the AudioLDM family and the embedded prior); window starts and lengths of long
+            recordings are multiples of it.
     """
 
     name: str
@@ -32,6 +37,8 @@ class Prior(ABC):
     alphas_cumprod: Tensor
     device: torch.device
     dtype: torch.dtype = torch.float32
+    window: int
+    latent_hop: int
 
     @property
     def sample_rate(self) -> int:
@@ -42,11 +49,6 @@ class Prior(ABC):
     def num_train_timesteps(self) -> int:
         """Length of the training schedule."""
         return self.alphas_cumprod.numel()
-
-    @property
-    def window(self) -> int:
-        """Native number of samples one latent covers (5.12 s for the AudioLDM family)."""
-        return 81920
 
     @abstractmethod
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:

@@ -48,6 +48,8 @@ class GaussianPrior(Prior):
     """
 
     name = "gaussian"
+    latent_hop = 1
+    """The latent is the waveform: one sample per latent frame."""
 
     def __init__(self, num_samples: int = 512, sample_rate: int = SAMPLE_RATE,
                  cov: Tensor | None = None, mean: Tensor | None = None) -> None:
@@ -61,6 +63,7 @@ class GaussianPrior(Prior):
 
     @property
     def window(self) -> int:
+        """The signal length: the prior models exactly ``num_samples`` samples."""
         return self.num_samples
 
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:

@@ -161,25 +161,20 @@ def schedule(folder: Path) -> Tensor:
     return alphas_cumprod_from_config(read_json(folder / "scheduler" / "scheduler_config.json"))
 
 
-def vae_downsample(vae: nn.Module) -> int:
-    """Factor between mel frames/bands and latent height/width of an ``AutoencoderKL``."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
 def backbone_prior(parts: dict, name: str, device: torch.device, dtype: torch.dtype,
                    conditioner, schedule: Tensor | None = None,
                    unet_kwargs: dict | None = None) -> LatentDiffusionPrior:
     """A :class:`LatentDiffusionPrior` around ``parts["unet"]``, ``["vae"]`` and ``["vocoder"]``.
 
     The mel front end comes from the vocoder config, the latent geometry from the VAE config,
-    the schedule from ``schedule`` or ``parts["scheduler"].config``.
+    the schedule from ``schedule`` or ``parts["scheduler"].config``; the window is the
+    family's 5.12 s (:data:`diffmusic.priors.latent.WINDOW_FRAMES` latent frames).
     """
     if schedule is None:
         schedule = alphas_cumprod_from_config(dict(parts["scheduler"].config))
     unet, vae, vocoder = (_to(parts[k], device, dtype) for k in BACKBONE_PARTS)
     return LatentDiffusionPrior(name, unet, vae, vocoder, schedule, conditioner,
-                                mel=mel_config(vocoder), latent_channels=vae.config.latent_channels,
-                                downsample=vae_downsample(vae), unet_kwargs=unet_kwargs)
+                                mel=mel_config(vocoder), unet_kwargs=unet_kwargs)
 
 
 def _to(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:

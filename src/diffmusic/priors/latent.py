@@ -35,6 +35,14 @@ class GuidedCondition:
 MASKS = {"encoder_hidden_states": "encoder_attention_mask",
          "encoder_hidden_states_1": "encoder_attention_mask_1"}
 """Sequence inputs of the UNets and the attention mask that says which of their tokens count."""
+WINDOW_FRAMES = 128
+"""Latent frames of the AudioLDM family's native window: 128 x 640 samples = 5.12 s at 16 kHz
+(the protocol's clip)."""
+
+
+def vae_downsample(vae: nn.Module) -> int:
+    """Factor between mel frames/bands and latent height/width of an ``AutoencoderKL``."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def _pad_tokens(kwargs: UnetKwargs, states: str, length: int) -> UnetKwargs:
@@ -69,19 +77,25 @@ class LatentDiffusionPrior(Prior):
         alphas_cumprod: Training schedule ``(T,)``.
         conditioner: Prompt encoder (``None``: the UNet takes no conditioning).
         mel: Front-end settings shared by the VAE and the vocoder.
-        latent_channels: Channels of the latent.
-        downsample: Factor between mel frames/bands and latent height/width.
+        latent_channels: Channels of the latent (``None``: the VAE config's).
+        downsample: Factor between mel frames/bands and latent height/width (``None``: the
+            VAE's, from the number of its blocks).
         unet_kwargs: Fixed keyword arguments of every UNet call (e.g. MusicLDM's
             ``encoder_hidden_states=None``).
         decoder: Optional module that replaces ``vae.decode`` (unscaled latent in, log-mel
             image out), e.g. the embedded prior's sub-pixel decoder; ``vae`` still encodes.
+        window: Native window in samples, a multiple of :attr:`latent_hop` (``None``:
+            :data:`WINDOW_FRAMES` latent frames).
+
+    Raises:
+        ValueError: A window that is not a whole number of latent frames.
     """
 
     def __init__(self, name: str, unet: nn.Module, vae: nn.Module, vocoder: nn.Module,
                  alphas_cumprod: Tensor, conditioner: Conditioner | None = None,
-                 mel: MelConfig = MelConfig(), latent_channels: int = 8,
-                 downsample: int = 4, unet_kwargs: dict | None = None,
-                 decoder: nn.Module | None = None) -> None:
+                 mel: MelConfig = MelConfig(), latent_channels: int | None = None,
+                 downsample: int | None = None, unet_kwargs: dict | None = None,
+                 decoder: nn.Module | None = None, window: int | None = None) -> None:
         self.name = name
         self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
         self.decoder = decoder.eval() if decoder is not None else None
@@ -91,7 +105,13 @@ class LatentDiffusionPrior(Prior):
         self.alphas_cumprod = alphas_cumprod.double().cpu()
         self.conditioner = conditioner
         self.mel = mel
-        self.latent_channels, self.downsample = latent_channels, downsample
+        self.latent_channels = (vae.config.latent_channels if latent_channels is None
+                                else latent_channels)
+        self.downsample = vae_downsample(vae) if downsample is None else downsample
+        self.window = WINDOW_FRAMES * self.latent_hop if window is None else window
+        if self.window <= 0 or self.window % self.latent_hop:
+            raise ValueError(f"{name}: a window of {self.window} samples is not a whole number "
+                             f"of latent frames of {self.latent_hop} samples")
         param = next(unet.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.scaling_factor = float(vae.config.scaling_factor)
@@ -102,11 +122,16 @@ class LatentDiffusionPrior(Prior):
         """Every network of the prior (UNet, VAE, vocoder, and the decoder when separate)."""
         return [m for m in (self.unet, self.vae, self.vocoder, self.decoder) if m is not None]
 
+    @property
+    def latent_hop(self) -> int:
+        """Samples per latent frame: the mel hop times the VAE's time downsampling."""
+        return self.mel.hop_length * self.downsample
+
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:
         frames = self.mel.frames(num_samples)
         if frames % self.downsample or num_samples % self.mel.hop_length:
             raise ValueError(f"{num_samples} samples do not fill whole latent frames; pad to a "
-                             f"multiple of {self.mel.hop_length * self.downsample}")
+                             f"multiple of {self.latent_hop}")
         return (self.latent_channels, frames // self.downsample, self.mel.n_mels // self.downsample)
 
     def condition(self, prompts: Sequence[str | None], guidance_scale: float = 1.0,
