@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
 from diffmusic.dsp import MelConfig, log_mel
-from diffmusic.priors.embedded import embedded_prior
+from diffmusic.priors.embedded import embedded_prior, load_embedded
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.train import decoder as decoder_stage
 from diffmusic.train.decoder import (
@@ -21,7 +21,7 @@ from diffmusic.train.decoder import (
     vae_digest,
 )
 from diffmusic.train.diffusion import UNET_CONFIG, alphas_cumprod, build_unet, ddim_estimates
-from diffmusic.train.export import EMBEDDED, export, load_embedded
+from diffmusic.train.export import EMBEDDED, export
 from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import build_vae, mel_to_image
 

@@ -1,11 +1,17 @@
 """Priors: the tiny latent prior's geometry and conditioning, schedules, the Gaussian prior."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
 from diffmusic.dsp import log_mel
 from diffmusic.priors import GaussianPrior, PriorNotFound, load_prior
+from diffmusic.priors.embedded import EMBEDDED_DIR, embedded_prior, load_embedded
+from diffmusic.priors.latent import LatentDiffusionPrior
 from diffmusic.priors.schedule import alphas_cumprod_from_config, scaled_linear_alphas_cumprod
+from diffmusic.priors.tiny import tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +85,31 @@ def test_embedded_prior_runs_in_bfloat16_close_to_float32():
             waves.append(prior.vocode(prior.decode(z)))
     assert waves[1].dtype == torch.float32
     assert float((waves[1] - waves[0]).norm() / waves[0].norm()) < 0.1
+
+
+def test_window_and_latent_hop_are_the_priors_own(tiny, tmp_path):
+    embedded = load_prior("embedded")
+    for prior in (tiny, embedded):
+        assert (prior.window, prior.latent_hop) == (81920, 640)
+        assert prior.latent_shape(prior.window)[1] * prior.latent_hop == prior.window
+    assert (GaussianPrior(64).window, GaussianPrior(64).latent_hop) == (64, 1)
+    # the embedded prior's window is its config's window_samples
+    folder = tmp_path / "embedded"
+    shutil.copytree(EMBEDDED_DIR, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "window_samples": 40960}))
+    assert load_prior(str(folder)).window == 40960
+
+
+def test_a_window_must_be_whole_latent_frames():
+    parts = tiny_prior()
+    with pytest.raises(ValueError, match="latent frames of 640 samples"):
+        LatentDiffusionPrior("odd", parts.unet, parts.vae, parts.vocoder, parts.alphas_cumprod,
+                             window=1000)
+
+
+def test_embedded_folder_without_weights_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lacks vocoder, vae, unet; train"):
+        embedded_prior(tmp_path)
+    with pytest.raises(FileNotFoundError, match="lacks vocoder, vae; train"):
+        load_embedded(tmp_path)  # the networks without the noise predictor may be read

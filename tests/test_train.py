@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from diffmusic.priors.embedded import load_embedded
 from diffmusic.train import diffusion
-from diffmusic.train.export import EMBEDDED, export, load_embedded
+from diffmusic.train.export import EMBEDDED, export
 from diffmusic.train.loop import Checkpoint, CsvLog, LoopConfig, train_loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")

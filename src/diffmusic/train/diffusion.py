@@ -21,6 +21,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.names import CLIP_SAMPLES
+from diffmusic.priors.schedule import alphas_cumprod_from_config
 from diffmusic.samplers import ddim_update, predict_z0, timesteps
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL, CropSampler, validation_clips
 from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
@@ -49,11 +50,9 @@ MIX_SHARE = 0.5
 
 
 def alphas_cumprod(schedule: dict | None = None) -> Tensor:
-    """``alpha_bar_t`` of the scaled-linear schedule, shape ``(num_train_timesteps,)``, float64."""
-    s = schedule or SCHEDULE
-    betas = torch.linspace(s["beta_start"] ** 0.5, s["beta_end"] ** 0.5,
-                           s["num_train_timesteps"], dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, 0)
+    """``alpha_bar_t`` of :data:`SCHEDULE` (or ``schedule``), shape ``(num_train_timesteps,)``,
+    float64 (as the embedded prior reads it from ``config.json``)."""
+    return alphas_cumprod_from_config(schedule or SCHEDULE)
 
 
 def build_unet(config: dict | None = None) -> UNet2DModel:

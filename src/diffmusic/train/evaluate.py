@@ -22,9 +22,9 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, fast_griffin_lim, log_mel, mel_filterbank, stft
 from diffmusic.names import CLIP_SAMPLES
+from diffmusic.priors.embedded import EmbeddedModels, load_embedded
 from diffmusic.train.datasets import validation_clips
 from diffmusic.train.diffusion import ddim_estimates
-from diffmusic.train.export import EmbeddedModels, load_embedded
 from diffmusic.train.vae import image_to_mel, mel_to_image
 
 

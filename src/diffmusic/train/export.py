@@ -1,4 +1,4 @@
-"""Export the trained stages into ``diffmusic/assets/embedded`` and load them back.
+"""Export the trained stages into ``diffmusic/assets/embedded``.
 
 Files written (safetensors only, no pickles)::
 
@@ -7,35 +7,32 @@ Files written (safetensors only, no pickles)::
     decoder.safetensors   SubPixelMelDecoder of that VAE, float32 (replaces its decoder)
     unet.safetensors      diffusers UNet2DModel, float16 (cast to float32 when loading)
     config.json           every architecture, the latent scaling, the schedule, mel, classes
+
+:func:`diffmusic.priors.embedded.load_embedded` reads them back (importable from here too, as
+the model card says).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DModel
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-import diffmusic
 from diffmusic.dsp import MelConfig
-from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
-from diffmusic.priors.vocos import VocosConfig, VocosVocoder
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
+from diffmusic.priors.embedded import EMBEDDED_DIR as EMBEDDED
+from diffmusic.priors.embedded import FORMAT
+from diffmusic.priors.embedded import load_embedded as load_embedded
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
 from diffmusic.train.decoder import DECODER_CONFIG, vae_digest
-from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG, alphas_cumprod, build_unet
+from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG
 from diffmusic.train.loop import Checkpoint
-from diffmusic.train.vae import VAE_CONFIG, build_vae
+from diffmusic.train.vae import VAE_CONFIG
 from diffmusic.train.vocoder import VOCODER_CONFIG
-
-EMBEDDED = Path(diffmusic.__file__).parent / "assets" / "embedded"
-"""Where the shipped weights live."""
-
-FORMAT = "diffmusic-embedded"
 
 
 def _save(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype) -> None:
@@ -103,8 +100,9 @@ def export(runs: Path, out: Path | None = None) -> dict:
     previous = (json.loads((out / "config.json").read_text())
                 if (out / "config.json").exists() else {})
     config: dict = {
-        "format": FORMAT, "version": 1, "sample_rate": 16000, "mel": MelConfig().to_dict(),
-        "window_samples": 81920, "latent_shape": [8, 128, 16], "classes": list(CLASSES),
+        "format": FORMAT, "version": 1, "sample_rate": SAMPLE_RATE,
+        "mel": MelConfig().to_dict(), "window_samples": CLIP_SAMPLES,
+        "latent_shape": [8, 128, 16], "classes": list(CLASSES),
         "class_embed_index": {"unconditional": UNCONDITIONAL,
                               **{name: k + 1 for k, name in enumerate(CLASSES)}},
         "schedule": SCHEDULE,
@@ -151,64 +149,3 @@ def export(runs: Path, out: Path | None = None) -> dict:
     sizes = {p.name: p.stat().st_size for p in out.glob("*.safetensors")}
     print(f"exported to {out}: {sizes} ({sum(sizes.values()) / 1e6:.1f} MB)", flush=True)
     return config
-
-
-@dataclass
-class EmbeddedModels:
-    """The networks of the embedded prior, float32, in eval mode, gradients off.
-
-    Attributes:
-        config: Content of ``config.json``.
-        vocoder: Log-mel ``(B, T, 64)`` -> waveform ``(B, 160 T)``.
-        vae: ``AutoencoderKL``; images are log-mels ``(B, 1, T, 64)``.
-        decoder: The sub-pixel decoder of ``vae`` (unscaled latent -> image), or ``None``.
-        unet: Noise predictor ``(z_t, t, class_labels)``, or ``None`` when not exported yet.
-        alphas_cumprod: Training schedule, shape ``(1000,)``, float64.
-        scaling_factor: Multiply VAE latents by this before diffusion (``None`` without UNet).
-    """
-
-    config: dict
-    vocoder: VocosVocoder
-    vae: AutoencoderKL
-    decoder: SubPixelMelDecoder | None
-    unet: UNet2DModel | None
-    alphas_cumprod: Tensor
-    scaling_factor: float | None
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Unscaled latents ``(B, 8, T/4, 16)`` -> log-mel images ``(B, 1, T, 64)``, through the
-        sub-pixel decoder when there is one (as the prior decodes)."""
-        return self.decoder(z) if self.decoder is not None else self.vae.decode(z).sample
-
-
-def _ready(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
-    module.load_state_dict({k: v.float() for k, v in state.items()})
-    return module.eval().requires_grad_(False)
-
-
-def load_embedded(folder: Path | None = None) -> EmbeddedModels:
-    """Load what :func:`export` wrote.
-
-    Raises:
-        FileNotFoundError: When ``config.json`` or a required weight file is missing (with the
-            command that creates them).
-    """
-    folder = Path(folder or EMBEDDED)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no embedded model in {folder}; train and export it with "
-                                "`make train` (python -m diffmusic.train all)")
-    config = json.loads((folder / "config.json").read_text())
-    vocoder = _ready(VocosVocoder(VocosConfig(**config["vocoder"]["config"])),
-                     load_file(str(folder / "vocoder.safetensors")))
-    vae = _ready(build_vae(config["vae"]["config"]), load_file(str(folder / "vae.safetensors")))
-    decoder = None
-    if "decoder" in config:
-        entry = config["decoder"]
-        decoder = _ready(SubPixelMelDecoder(MelDecoderConfig(**entry["config"])),
-                         load_file(str(folder / entry["file"])))
-    unet = None
-    if "unet" in config:
-        unet = _ready(build_unet(config["unet"]["config"]),
-                      load_file(str(folder / "unet.safetensors")))
-    return EmbeddedModels(config, vocoder, vae, decoder, unet, alphas_cumprod(config["schedule"]),
-                          config.get("scaling_factor"))
