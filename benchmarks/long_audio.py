@@ -71,7 +71,7 @@ def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]],
 def one(task: str, song: Path, gaps: str, out: Path, steps: int, prior: str) -> dict:
     """Restore one song in this process (the child); returns time, windows and peak RSS."""
     from diffmusic.cli import main
-    from diffmusic.cli.restore import cached_prior
+    from diffmusic.priors import cached_prior
 
     cached_prior(prior)  # loaded once per process; not part of the timing
     extra = ["--gap", gaps] if task == "inpainting" else TASK_ARGS[task]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffmusic.dsp import log_mel
-from diffmusic.priors import GaussianPrior, PriorNotFound, load_prior
+from diffmusic.priors import GaussianPrior, PriorNotFound, cached_prior, load_prior
 from diffmusic.priors.embedded import EMBEDDED_DIR, embedded_prior, load_embedded
 from diffmusic.priors.latent import LatentDiffusionPrior
 from diffmusic.priors.schedule import alphas_cumprod_from_config, scaled_linear_alphas_cumprod
@@ -113,3 +113,21 @@ def test_embedded_folder_without_weights_says_how_to_make_them(tmp_path):
         embedded_prior(tmp_path)
     with pytest.raises(FileNotFoundError, match="lacks vocoder, vae; train"):
         load_embedded(tmp_path)  # the networks without the noise predictor may be read
+
+
+def test_cached_prior_loads_once_per_arguments():
+    cached_prior.cache_clear()
+    first = cached_prior("tiny")
+    assert cached_prior("tiny") is first and cached_prior("tiny", "cpu", "float32") is first
+    half = cached_prior("tiny", dtype="bfloat16")
+    assert half is not first and half.dtype == torch.bfloat16 and first.dtype == torch.float32
+    assert cached_prior("tiny", dtype="bfloat16") is half
+    with pytest.raises(ValueError, match="unknown dtype"):
+        cached_prior("tiny", dtype="f32")
+    cached_prior.cache_clear()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cached_prior_refuses_cuda_without_it():
+    with pytest.raises(ValueError, match="^CUDA is not available on this machine$"):
+        cached_prior("tiny", device="cuda")

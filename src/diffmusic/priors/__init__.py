@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import torch
@@ -107,5 +109,51 @@ def load_prior(name: str, device: str | torch.device = "cpu",
     return prior
 
 
+def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile: bool = False,
+                 checkpointing: bool = False, offload: bool = False) -> Prior:
+    """:func:`load_prior` once per process and set of arguments (loading builds or reads the
+    whole model; priors are read-only, so callers share one). The two most recent are kept;
+    ``cached_prior.cache_clear()`` drops them.
+
+    Logging at WARNING and below is off while it loads (diffusers warns about an empty list of
+    fp32 modules).
+
+    Args:
+        name: As :func:`load_prior`.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: Name of a torch dtype: ``"float32"``, ``"float16"``, ``"bfloat16"``.
+        compile: As :func:`load_prior`.
+        checkpointing: As :func:`load_prior`.
+        offload: As :func:`load_prior`.
+
+    Raises:
+        ValueError: A CUDA device without CUDA ("CUDA is not available on this machine"), an
+            unknown dtype name.
+        PriorNotFound: As :func:`load_prior`.
+    """
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine")
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
+    # one key however the arguments are spelt (positional, keyword, default)
+    return _cached_prior(name, str(torch.device(device)), dtype, bool(compile),
+                         bool(checkpointing), bool(offload))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_prior(name: str, device: str, dtype: str, compile: bool, checkpointing: bool,
+                  offload: bool) -> Prior:
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        return load_prior(name, device, getattr(torch, dtype), compile=compile,
+                          checkpointing=checkpointing, offload=offload)
+    finally:
+        logging.disable(previous)
+
+
+cached_prior.cache_clear = _cached_prior.cache_clear  # type: ignore[attr-defined]
+
+
 __all__ = ["DEFAULT_PRIOR", "PRIOR_NAMES", "Condition", "GaussianPrior", "Prior",
-           "PriorNotFound", "REPOSITORIES", "load_prior"]
+           "PriorNotFound", "REPOSITORIES", "cached_prior", "load_prior"]
