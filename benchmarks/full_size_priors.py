@@ -15,15 +15,20 @@ import argparse
 import platform
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from diffmusic.operators import Inpainting
 from diffmusic.priors.audioldm2 import audioldm2_prior
 from diffmusic.priors.musicldm import musicldm_prior
-from diffmusic.priors.tiny_checkpoints import audioldm2_components, musicldm_components
 from diffmusic.restore import restore
+
+# the random full-size components are test material, kept in tests/hf_components.py
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from hf_components import audioldm2_components, musicldm_components  # noqa: E402
 
 BUILDERS = {"audioldm2": (audioldm2_components, audioldm2_prior),
             "musicldm": (musicldm_components, musicldm_prior)}

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from hf_components import save_audioldm2, save_musicldm
 from signals import music_like
 
 from diffmusic.dsp import log_mel
@@ -16,7 +17,6 @@ from diffmusic.operators import (
 )
 from diffmusic.priors import PriorNotFound, load_prior
 from diffmusic.priors.prompts import parse_prompts
-from diffmusic.priors.tiny_checkpoints import save_audioldm2, save_musicldm
 from diffmusic.restore import restore
 
 RATE, N = 16000, 20480

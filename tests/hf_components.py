@@ -1,4 +1,6 @@
-"""AudioLDM2 and MusicLDM component sets built in code, saved in the diffusers layout.
+"""AudioLDM2 and MusicLDM component sets built in code, saved in the diffusers layout (test and
+benchmark material, not part of the package: ``tests/test_hf_priors.py`` and
+``benchmarks/full_size_priors.py`` import it).
 
 Everything is built offline, tokenizers included: a byte-level BPE vocabulary for CLAP's RoBERTa
 tokenizer (the 256 byte symbols, no merges) and a Unigram vocabulary for T5 (letters, digits,
