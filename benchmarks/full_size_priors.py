@@ -32,7 +32,6 @@ from hf_components import audioldm2_components, musicldm_components  # noqa: E40
 
 BUILDERS = {"audioldm2": (audioldm2_components, audioldm2_prior),
             "musicldm": (musicldm_components, musicldm_prior)}
-N = 81920
 
 
 def millions(module: torch.nn.Module) -> float:
@@ -56,12 +55,13 @@ def bench(model: str, steps: int, device: torch.device, dtype: torch.dtype,
     if checkpointing:
         prior.unet.enable_gradient_checkpointing()
         prior.vae.enable_gradient_checkpointing()
+    n = prior.window  # 5.12 s
     print(f"{model}: built in {time.perf_counter() - start:.1f} s; UNet "
           f"{millions(prior.unet):.0f}M, VAE {millions(prior.vae):.0f}M, vocoder "
-          f"{millions(prior.vocoder):.0f}M parameters; latent {prior.latent_shape(N)}; "
+          f"{millions(prior.vocoder):.0f}M parameters; latent {prior.latent_shape(n)}; "
           f"RSS/peak {peak_mb(device):.0f} MB", flush=True)
-    op = Inpainting(prior.sample_rate, N, [(2.0, 3.0)])
-    clean = 0.1 * torch.randn(1, N, generator=torch.Generator().manual_seed(0))
+    op = Inpainting(prior.sample_rate, n, [(2.0, 3.0)])
+    clean = 0.1 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
     y = op(clean)
     for sampler in samplers:
         if device.type == "cuda":
