@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,9 @@ def test_degrade_restore_round_trip(task: str, inputs: Path, tmp_path: Path,
         assert sf.info(meas / "measurement.wav").samplerate == RATE // 4
 
     out = tmp_path / ("restored" if separation else "restored.wav")
+    began = time.perf_counter()
     code, err = run(capsys, "restore", meas, "-o", out, *FAST, "--seed", 7)
+    wall = time.perf_counter() - began
     assert code == 0, err
     files = [out / "vocals.wav", out / "bass.wav"] if separation else [out]
     for path in files:
@@ -99,7 +102,9 @@ def test_degrade_restore_round_trip(task: str, inputs: Path, tmp_path: Path,
                         .read_text())
     assert record["seed"] == 7 and record["steps"] == 2 and record["sampler"] == "diffmusic"
     assert record["length"] == LENGTH and record["padded_length"] % 640 == 0
-    assert record["seconds"] > 0 and len(record["final_loss"]) == 1
+    # the sampler's own wall-clock time: a part of the whole call's
+    assert isinstance(record["seconds"], float) and 0 < record["seconds"] < wall
+    assert len(record["final_loss"]) == 1
     assert record["operator"]["task"] == task and record["projection"] is True
 
 
@@ -276,8 +281,6 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
     # the settings each task actually ran with (tuned step size, guidance scale): the tiny prior
     # ships no tuned file, so the sampler's own defaults
     assert set(summary["sampler_settings"]) == set(TASK_ARGS)
-    assert all(used["guidance_scale"] >= 1 and used["rho"] > 0
-               for used in summary["sampler_settings"].values())
     assert all(used["guidance_scale"] == 1.0 and used["rho"] == RHO
                for used in summary["sampler_settings"].values())
 

@@ -63,22 +63,28 @@ def test_ddim_samples_have_the_prior_variance(gaussian):
 
 
 def posterior_errors(prior: GaussianPrior, op, sampler: str, **kwargs) -> tuple[float, float]:
-    """Relative error to the exact posterior mean where ``y`` is silent: sampler vs prior mean."""
+    """Relative error to the exact posterior mean where ``y`` is silent: of the sampler's mean and
+    of the unguided DDIM sampler's (eta 1, same seed and sample count)."""
     x = prior.sample(1, torch.Generator().manual_seed(0))
     y = op(x)
     exact = prior.posterior_mean(op, y).float()[0]
-    out = SAMPLERS[sampler](prior, op, y.expand(SAMPLES, -1), steps=30,
-                            generator=torch.Generator().manual_seed(1), **kwargs).wave
+    # the reference is the posterior mean of a noiseless measurement: it reproduces y
+    torch.testing.assert_close(op(exact[None]), y, atol=1e-4, rtol=0)
     region = op.mask == 0 if isinstance(op, Inpainting) else slice(None)
-    err = (out.mean(0) - exact)[region].norm() / exact[region].norm()
-    prior_err = (prior.mean.float() - exact)[region].norm() / exact[region].norm()
-    return float(err), float(prior_err)
+
+    def error(name: str, **settings: float) -> float:
+        out = SAMPLERS[name](prior, op, y.expand(SAMPLES, -1), steps=30,
+                             generator=torch.Generator().manual_seed(1), **settings).wave
+        return float((out.mean(0) - exact)[region].norm() / exact[region].norm())
+
+    return error(sampler, **kwargs), error("ddim", eta=1.0)
 
 
 # Measured (30 steps, 64 samples, 32-sample gap, squared-exponential prior of length 24):
 # gap error to the exact posterior mean 0.58 for the paper's DiffMusic (plain step, deterministic
 # DDIM), 0.13 with the normalised step (rho 0.3, eta 1), about 0.12 for the stochastic MPGD, DPS
-# and DSG; the prior mean's error is 1 by construction.
+# and DSG; 1.06 (inpainting) and 1.02 (super-resolution) for unguided DDIM, whose mean tends to
+# the prior mean (error 1 by construction): the bounds measure what the guidance adds.
 @pytest.mark.parametrize("sampler,kwargs,bound", [
     ("diffmusic", {"gamma": 240.0, "eta": 0.0}, 0.8),
     ("diffmusic", {"rho": 0.3}, 0.2),
@@ -88,8 +94,8 @@ def posterior_errors(prior: GaussianPrior, op, sampler: str, **kwargs) -> tuple[
 ])
 def test_inpainting_mean_approaches_exact_posterior_mean(gaussian, sampler, kwargs, bound):
     op = Inpainting(RATE, LENGTH, [(0.01, 0.012)], loss_domain="measurement")
-    err, prior_err = posterior_errors(gaussian, op, sampler, **kwargs)
-    assert prior_err > 0.99
+    err, unguided = posterior_errors(gaussian, op, sampler, **kwargs)
+    assert unguided > 0.9
     assert err < bound, f"{sampler}: {err:.3f}"
 
 
@@ -102,8 +108,8 @@ def test_inpainting_mean_approaches_exact_posterior_mean(gaussian, sampler, kwar
 ])
 def test_super_resolution_mean_approaches_exact_posterior_mean(gaussian, sampler, kwargs, bound):
     op = SuperResolution(RATE, LENGTH, 2, loss_domain="measurement")
-    err, prior_err = posterior_errors(gaussian, op, sampler, **kwargs)
-    assert prior_err > 0.99
+    err, unguided = posterior_errors(gaussian, op, sampler, **kwargs)
+    assert unguided > 0.9
     assert err < bound, f"{sampler}: {err:.3f}"
 
 
