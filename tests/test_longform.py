@@ -142,8 +142,14 @@ def test_stereo_44k_inpainting_keeps_everything_outside_the_gaps(
     for start, end in gaps:
         outside[round(start * rate) - fade: round(end * rate) + fade] = False
     assert np.array_equal(restored[outside], original[outside])  # bit for bit
-    inside = ~outside
-    assert np.isfinite(restored).all() and np.abs(restored[inside]).max() > 0
+    assert np.isfinite(restored).all()
+    # each gap is filled at the level of the music in the 0.25 s before it (measured: 0.5 to 3.1
+    # dB off; an unfilled gap would be silent)
+    for start, end in gaps:
+        first, last = round(start * rate), round(end * rate)
+        filled = 10 * np.log10(np.mean(restored[first:last] ** 2, axis=0))
+        context = 10 * np.log10(np.mean(original[first - rate // 4:first] ** 2, axis=0))
+        assert (np.abs(filled - context) < 6).all(), (filled, context)
     record = json.loads(out.with_suffix(".json").read_text())
     assert len(record["windows"]) == 2 and record["channels"] == 2
     assert record["sample_rate"] == rate and record["seed"] == 0
