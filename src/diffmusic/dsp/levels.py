@@ -28,3 +28,9 @@ def add_noise(y: Tensor, snr_db: float, generator: torch.Generator | None = None
     power = y.pow(2).flatten(1).mean(1).view(-1, *([1] * (y.dim() - 1)))
     noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     return y + noise * torch.sqrt(power / 10 ** (snr_db / 10))
+
+
+def raised_cosine(x: Tensor) -> Tensor:
+    """The rising half of a raised cosine, ``0.5 - 0.5 cos(pi x)``: 0 at ``x = 0``, 1 at ``x = 1``
+    (fades and crossfades sample it inside ``(0, 1)``)."""
+    return 0.5 - 0.5 * torch.cos(torch.pi * x)

@@ -9,10 +9,13 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from diffmusic.dsp import MelConfig, add_noise, log_mel
+from diffmusic.dsp import MelConfig, add_noise, fit_length, log_mel, resample
+from diffmusic.metrics import lsd, si_sdr
 
 LossDomain = Literal["measurement", "logmel"]
 Baseline = Callable[[Tensor], Tensor]
+Span = tuple[int, int]
+"""``(start, end)`` in samples, end exclusive."""
 
 
 def weighted_mean(values: Tensor, weight: Tensor | float) -> Tensor:
@@ -25,8 +28,12 @@ class Operator(nn.Module, ABC):
     """A differentiable measurement ``y = A(x)`` with its loss, projection and classical baseline.
 
     Waveforms are ``(B, N)``, or ``(B, K, N)`` for operators with ``num_sources = K > 1``.
-    Subclasses set :attr:`task`, implement :meth:`forward`, :meth:`project`, :meth:`_spec_args`
-    and :meth:`baselines`, and may refine :meth:`features` / :meth:`feature_weight`.
+    Subclasses set :attr:`task`, :attr:`baseline_names` and :attr:`options`, implement
+    :meth:`forward`, :meth:`project`, :meth:`_spec_args` and one method per baseline, and may
+    refine :meth:`features` / :meth:`feature_weight`. The operator owns everything about its
+    task: the protocol's defaults (:meth:`from_options`), its operators for windows of a long
+    recording (:meth:`for_window`, :meth:`slice_measurement`, :meth:`regions`), what a
+    restoration keeps of the original (:meth:`keep_original`) and its scores (:meth:`score`).
 
     Args:
         sample_rate: Sample rate of ``x`` in Hz.
@@ -38,8 +45,15 @@ class Operator(nn.Module, ABC):
     """
 
     task: ClassVar[str]
+    options: ClassVar[tuple[str, ...]] = ()
+    """Constructor keywords a user sets (command line, bench, demo); the protocol's values are
+    the constructor's defaults."""
+    baseline_names: ClassVar[tuple[str, ...]]
+    """The classical baselines, each a method ``y -> x`` of that name, in table order."""
     measurement_kind: ClassVar[Literal["audio", "magnitude"]] = "audio"
     num_sources: int = 1
+    sources: list[str] | None = None
+    """Names of the ``num_sources > 1`` sources (stem labels or prompts), else ``None``."""
     default_loss_domain: ClassVar[LossDomain] = "logmel"
 
     def __init__(self, sample_rate: int, num_samples: int, noise_snr: float | None = None,
@@ -88,7 +102,7 @@ class Operator(nn.Module, ABC):
         """RMS amplitude of the clean signal estimated from ``y``, shape ``(B,)``.
 
         Every operator here is positively homogeneous (``A(c x) = c A(x)`` for ``c > 0``), so
-        :func:`diffmusic.restore.restore` can bring any measurement to the level the prior was
+        :func:`diffmusic.restoration.restore` can bring any measurement to the level the prior was
         trained at and scale the restoration back. Audio measurements: the RMS of ``y`` where
         :meth:`measurement_weight` counts (a reverberant or mixed ``y`` reads a few dB high).
         """
@@ -102,7 +116,7 @@ class Operator(nn.Module, ABC):
         """The clean signal's DC offset as ``y`` shows it, ``(B, 1)``; ``None`` where the operator
         does not separate it (the prior then sees the measurement as it is).
 
-        :func:`diffmusic.restore.restore` removes ``A(dc)`` from ``y``, restores, and adds the
+        :func:`diffmusic.restoration.restore` removes ``A(dc)`` from ``y``, restores, and adds the
         offset back, so that a filled gap sits at the offset of its surroundings.
         """
         return None
@@ -134,20 +148,115 @@ class Operator(nn.Module, ABC):
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """The output closest to ``x_hat`` that agrees with ``y`` (DESIGN.md section 4)."""
 
-    @abstractmethod
     def baselines(self) -> dict[str, Baseline]:
         """Classical restorations by name, each ``y -> x``."""
+        return {name: getattr(self, name) for name in self.baseline_names}
 
     default_baseline: ClassVar[str]
 
     def baseline(self, y: Tensor, name: str | None = None) -> Tensor:
         """Run the classical baseline ``name`` (default :attr:`default_baseline`)."""
-        methods = self.baselines()
         name = name or self.default_baseline
-        if name not in methods:
+        if name not in self.baseline_names:
             raise ValueError(f"unknown baseline {name!r} for {self.task}; "
-                             f"choose from {', '.join(methods)}")
-        return methods[name](y)
+                             f"choose from {', '.join(self.baseline_names)}")
+        return getattr(self, name)(y)
+
+    def audible(self, y: Tensor) -> tuple[Tensor, str | None]:
+        """The measurement as audio at :attr:`sample_rate`, and the baseline that made it.
+
+        An audio measurement at the clip's rate is itself (baseline ``None``); others (a
+        low-rate recording, a magnitude) go through :attr:`default_baseline`.
+        """
+        if self.measurement_kind == "audio" and self.measurement_rate == self.sample_rate:
+            return y, None
+        return self.baseline(y), self.default_baseline
+
+    @classmethod
+    def from_options(cls, sample_rate: int, num_samples: int, *,
+                     noise_snr: float | None = None, **options: object) -> Operator:
+        """The operator of the benchmark protocol (DESIGN.md section 3) with the task options
+        a user set (``None``: the protocol's value).
+
+        Raises:
+            ValueError: An option the task does not have, or a value it refuses.
+        """
+        unknown = set(options) - set(cls.options)
+        if unknown:
+            raise ValueError(f"{cls.task} takes no option {sorted(unknown)[0]!r}")
+        given = {name: value for name, value in options.items() if value is not None}
+        return cls(sample_rate, num_samples, noise_snr=noise_snr, **given)
+
+    def for_window(self, start: int, length: int) -> Operator:
+        """This operator for the window ``[start, start + length)`` of its clip (samples)."""
+        return type(self)(**{**self._window_args(start, length), "num_samples": length})
+
+    def _window_args(self, start: int, length: int) -> dict:
+        """Constructor arguments of :meth:`for_window` beyond ``num_samples``."""
+        spec = self.spec()
+        spec.pop("task")
+        return spec
+
+    def regions(self) -> list[Span] | None:
+        """The spans of the clip that the restoration must invent (``None``: all of it); a
+        long recording is then restored only in windows around them and is the measurement
+        itself elsewhere."""
+        return None
+
+    def region_margin(self) -> int:
+        """Samples beyond each of :meth:`regions` that a projected restoration changes."""
+        return 0
+
+    def measurement_shape(self) -> tuple[int, ...]:
+        """Shape of one measurement without the batch axis, ``(..., M)``."""
+        k, n = self.num_sources, self.num_samples
+        with torch.no_grad():
+            return tuple(self(torch.zeros((1, n) if k == 1 else (1, k, n))).shape[1:])
+
+    def measurement_units(self) -> float:
+        """Measurement samples (or frames) per sample of ``x``."""
+        return self.measurement_rate / self.sample_rate
+
+    def measurement_size(self, num_samples: int) -> int:
+        """Size of the last axis of the measurement of ``num_samples`` samples."""
+        return round(num_samples * self.measurement_units())
+
+    def covered_samples(self, y: Tensor) -> int:
+        """Samples of the signal that the measurement ``y`` covers."""
+        return round(y.shape[-1] / self.measurement_units())
+
+    def slice_measurement(self, y: Tensor, start: int, length: int) -> Tensor:
+        """The part of a long measurement ``y`` that window ``[start, start + length)`` of the
+        clip sees, zero-padded at the end to the window operator's measurement size."""
+        first = round(start * self.measurement_units())
+        size = self.measurement_size(length)
+        return fit_length(y[..., first:first + size], size)
+
+    def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
+                      out_rate: int) -> Tensor:
+        """A recording's restoration at ``out_rate`` that keeps what the measurement holds
+        (here: nothing; the restoration resampled).
+
+        Args:
+            original: The damaged recording ``(C, N)`` at ``rate``.
+            restored: Its restoration ``(C, M)`` at ``restored_rate`` (the clip's rate).
+            rate: Rate of ``original`` in Hz.
+            restored_rate: Rate of ``restored`` in Hz.
+            out_rate: Output rate in Hz.
+
+        Returns:
+            ``(C, round(N * out_rate / rate))``.
+        """
+        length = round(original.shape[-1] * out_rate / rate)
+        return fit_length(resample(restored, restored_rate, out_rate), length)
+
+    def output_rate(self, rate: int) -> int:
+        """The rate a recording at ``rate`` is restored to by default."""
+        return rate
+
+    def score(self, est: Tensor, ref: Tensor, y: Tensor) -> dict:
+        """Per-clip metrics of an estimate ``est`` of ``ref`` (both ``(N,)``) from ``y``."""
+        return {"lsd": float(lsd(est, ref)), "si_sdr": float(si_sdr(est, ref))}
 
     @abstractmethod
     def _spec_args(self) -> dict:

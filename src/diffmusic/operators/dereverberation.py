@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from diffmusic.operators.base import Baseline, Operator
+from diffmusic.operators.base import Operator
 
 RT60_RANGE = (0.05, 10.0)
 """RT60s in seconds the synthetic room response accepts."""
@@ -63,6 +63,8 @@ class Dereverberation(Operator):
     """
 
     task: ClassVar[str] = "dereverberation"
+    options: ClassVar[tuple[str, ...]] = ("rir", "rt60", "seed")
+    baseline_names: ClassVar[tuple[str, ...]] = ("wiener",)
     default_baseline: ClassVar[str] = "wiener"
 
     def __init__(self, sample_rate: int, num_samples: int, rir: Sequence[float] | None = None,
@@ -128,9 +130,6 @@ class Dereverberation(Operator):
         h = self._spectrum(y)
         spec = torch.fft.rfft(y, self.n_fft) * h.conj() / (h.abs().pow(2) + self.wiener_nsr)
         return torch.fft.irfft(spec, self.n_fft)[..., : self.num_samples]
-
-    def baselines(self) -> dict[str, Baseline]:
-        return {"wiener": self.wiener}
 
     def _spec_args(self) -> dict:
         args = {"rt60": self.rt60, "rir_length": self.rir_length, "seed": self.seed,

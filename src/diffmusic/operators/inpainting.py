@@ -10,11 +10,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, log_mel
-from diffmusic.operators.base import Baseline, Operator
+from diffmusic.dsp import MelConfig, log_mel, raised_cosine, resample_region
+from diffmusic.names import DEFAULT_GAP
+from diffmusic.operators.base import Operator, Span
 
 MaskType = Literal["box", "random", "periodic"]
 Gap = tuple[float, float]
+PAPER_CLIP_SECONDS = 5.12
+"""Length of the paper's clips, in which its gap is :data:`diffmusic.names.DEFAULT_GAP`."""
 
 
 def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None = None,
@@ -23,7 +26,7 @@ def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None =
     """Gaps in seconds for one of the paper's mask types.
 
     Args:
-        mask_type: ``box`` (the given ``gaps``, default ``[(2.0, 3.0)]``), ``random``
+        mask_type: ``box`` (the given ``gaps``, default the paper's), ``random``
             (``fraction`` of the clip in ``hole``-second holes on a ``hole`` grid) or ``periodic``
             (a ``hole``-second gap in the middle of every ``period`` seconds).
         duration: Clip length in seconds.
@@ -34,7 +37,7 @@ def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None =
         generator: Random source for ``random``.
     """
     if mask_type == "box":
-        return [tuple(map(float, g)) for g in (gaps if gaps is not None else [(2.0, 3.0)])]
+        return [tuple(map(float, g)) for g in (gaps if gaps is not None else [DEFAULT_GAP])]
     if mask_type == "periodic":
         starts = torch.arange(0.5 * (period - hole), duration - hole + 1e-9, period)
         return [(round(s, 6), round(s + hole, 6)) for s in starts.tolist()]
@@ -59,10 +62,12 @@ class Inpainting(Operator):
     """
 
     task: ClassVar[str] = "inpainting"
+    options: ClassVar[tuple[str, ...]] = ("gaps", "mask_type", "seed", "duration")
+    baseline_names: ClassVar[tuple[str, ...]] = ("zero_fill", "context_copy")
     default_baseline: ClassVar[str] = "context_copy"
 
     def __init__(self, sample_rate: int, num_samples: int,
-                 gaps: Sequence[Gap] = ((2.0, 3.0),), mask_type: MaskType = "box",
+                 gaps: Sequence[Gap] = (DEFAULT_GAP,), mask_type: MaskType = "box",
                  crossfade: float = 0.005, **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         duration = num_samples / sample_rate
@@ -79,6 +84,56 @@ class Inpainting(Operator):
         for start, end in self.gaps:
             mask[round(start * sample_rate): round(end * sample_rate)] = 0
         self.register_buffer("mask", mask, persistent=False)
+
+    @classmethod
+    def from_options(cls, sample_rate: int, num_samples: int, *,
+                     noise_snr: float | None = None, gaps: Sequence[Gap] | None = None,
+                     mask_type: MaskType | None = None, seed: int = 0,
+                     duration: float | None = None) -> Inpainting:
+        """The gaps of :func:`make_gaps` (``seed`` draws a ``random`` mask) in a clip of
+        ``num_samples``, or in its first ``duration`` seconds when the clip is a zero-padded
+        recording. Without ``gaps`` a box mask is the paper's gap, ``[2, 3)`` s of its 5.12 s
+        clip, scaled to the clip's length (the benchmark protocol for clips of any length).
+
+        Raises:
+            ValueError: A gap outside the clip, or a mask with no gap in it.
+        """
+        seconds = num_samples / sample_rate if duration is None else duration
+        generator = torch.Generator().manual_seed(seed)
+        mask_type = mask_type or "box"
+        if gaps is None and mask_type == "box":
+            gaps = [tuple(round(edge / PAPER_CLIP_SECONDS * seconds, 4) for edge in DEFAULT_GAP)]
+        chosen = make_gaps(mask_type, seconds, gaps, generator=generator)
+        for start, end in chosen:
+            if end > seconds + 1e-9:
+                raise ValueError(f"gap {start:g}:{end:g} lies outside the {seconds:.2f} s clip")
+        if not chosen:
+            raise ValueError(f"mask type {mask_type}: no gap fits the {seconds:.2f} s clip")
+        return cls(sample_rate, num_samples, chosen, mask_type, noise_snr=noise_snr)
+
+    def regions(self) -> list[Span]:
+        """The gaps in samples."""
+        return [(round(a * self.sample_rate), round(b * self.sample_rate)) for a, b in self.gaps]
+
+    def region_margin(self) -> int:
+        """The projection's crossfade, plus one sample."""
+        return round(self.crossfade * self.sample_rate) + 1
+
+    def _window_args(self, start: int, length: int) -> dict:
+        """The gaps that reach into the window, clipped to it, in seconds from its start (a
+        window's operator must mask the missing samples of neighbouring gaps too)."""
+        rate, end = self.sample_rate, start + length
+        spans = [(max(a, start), min(b, end)) for a, b in self.regions()]
+        gaps = [((a - start) / rate, (b - start) / rate) for a, b in spans if a < b]
+        return {**super()._window_args(start, length), "gaps": gaps}
+
+    def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
+                      out_rate: int) -> Tensor:
+        """At the original's own rate, every sample outside the gaps and their crossfades is
+        the original's, bit for bit (:func:`paste_gaps`)."""
+        if out_rate != rate:
+            return super().keep_original(original, restored, rate, restored_rate, out_rate)
+        return paste_gaps(original, restored, rate, restored_rate, self.gaps, self.crossfade)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask.to(x.dtype)
@@ -122,8 +177,9 @@ class Inpainting(Operator):
         # a convex mix of two signals within the known peak stays within it
         return keep * y + (1 - keep) * x_hat * (known_peak / fill_peak).clamp(max=1)
 
-    def baselines(self) -> dict[str, Baseline]:
-        return {"zero_fill": lambda y: y, "context_copy": self.context_copy}
+    def zero_fill(self, y: Tensor) -> Tensor:
+        """The measurement itself: zeros in the gaps."""
+        return y
 
     def context_copy(self, y: Tensor) -> Tensor:
         """Fill each gap with the audio just before it (after it when the gap starts the clip)."""
@@ -149,3 +205,56 @@ class Inpainting(Operator):
     def gap_seconds(self) -> float:
         """Total length of the gaps in seconds."""
         return math.fsum(e - s for s, e in self.gaps)
+
+
+def _keep_weights(length: int, spans: Sequence[Span], ramp_len: int) -> Tensor:
+    """0 inside ``spans``, raised-cosine ramps of ``ramp_len`` samples outside each edge, exactly
+    1 elsewhere, shape ``(length,)``."""
+    keep = torch.ones(length)
+    ramp = raised_cosine(torch.arange(1, ramp_len + 1) / (ramp_len + 1))
+    for a, b in spans:
+        a, b = min(length, max(0, a)), min(length, max(0, b))
+        left = max(0, a - ramp_len)
+        keep[left:a] = torch.minimum(keep[left:a], ramp.flip(0)[ramp_len - (a - left):])
+        right = min(length, b + ramp_len)
+        keep[b:right] = torch.minimum(keep[b:right], ramp[: right - b])
+        keep[a:b] = 0
+    return keep
+
+
+def paste_gaps(original: Tensor, restored: Tensor, rate: int, restored_rate: int,
+               gaps: Sequence[Gap], crossfade: float) -> Tensor:
+    """Put restored gaps into the original: bit for bit ``original`` except inside each gap and
+    a raised-cosine crossfade of ``crossfade`` seconds on its known sides.
+
+    Only the regions around the gaps are resampled and blended, so memory stays at one copy of
+    the original.
+
+    Args:
+        original: ``(C, N)`` audio at ``rate``.
+        restored: ``(C, M)`` restoration at ``restored_rate``.
+        rate: Rate of ``original`` (and of the output) in Hz.
+        restored_rate: Rate of ``restored`` in Hz.
+        gaps: Gaps in seconds.
+        crossfade: Crossfade length in seconds.
+
+    Returns:
+        ``(C, N)`` at ``rate``.
+    """
+    out = original.clone()
+    length = original.shape[-1]
+    ramp_len = max(1, round(crossfade * rate))
+    spans = sorted((round(a * rate), max(round(a * rate), round(b * rate))) for a, b in gaps)
+    regions: list[list[int]] = []
+    for a, b in spans:
+        lo, hi = max(0, a - ramp_len), min(length, b + ramp_len)
+        if regions and lo <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], hi)
+        elif lo < hi:
+            regions.append([lo, hi])
+    for lo, hi in regions:
+        keep = _keep_weights(hi - lo, [(a - lo, b - lo) for a, b in spans], ramp_len)
+        fill = resample_region(restored, restored_rate, rate, lo, hi)
+        part = original[..., lo:hi]
+        out[..., lo:hi] = torch.where(keep == 1, part, keep * part + (1 - keep) * fill)
+    return out

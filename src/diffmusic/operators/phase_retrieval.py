@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, fast_griffin_lim, log_compress, mel_filterbank, stft
-from diffmusic.operators.base import Baseline, Operator
+from diffmusic.operators.base import Operator
 
 
 class PhaseRetrieval(Operator):
@@ -26,6 +26,7 @@ class PhaseRetrieval(Operator):
 
     task: ClassVar[str] = "phase_retrieval"
     measurement_kind = "magnitude"
+    baseline_names: ClassVar[tuple[str, ...]] = ("griffin_lim",)
     default_baseline: ClassVar[str] = "griffin_lim"
 
     def __init__(self, sample_rate: int, num_samples: int, n_fft: int = 1024,
@@ -66,8 +67,18 @@ class PhaseRetrieval(Operator):
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         return self._griffin_lim(y, init=x_hat)
 
-    def baselines(self) -> dict[str, Baseline]:
-        return {"griffin_lim": lambda y: self._griffin_lim(y, init=None)}
+    def griffin_lim(self, y: Tensor) -> Tensor:
+        """Fast Griffin-Lim from a random phase (:attr:`seed`)."""
+        return self._griffin_lim(y, init=None)
+
+    def measurement_units(self) -> float:
+        return 1 / self.hop_length
+
+    def measurement_size(self, num_samples: int) -> int:
+        return num_samples // self.hop_length + 1
+
+    def covered_samples(self, y: Tensor) -> int:
+        return (y.shape[-1] - 1) * self.hop_length
 
     def _spec_args(self) -> dict:
         return {"n_fft": self.n_fft, "hop_length": self.hop_length,

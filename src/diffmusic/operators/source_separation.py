@@ -10,11 +10,15 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from diffmusic.dsp import MelConfig, istft, log_mel, stft
+from diffmusic.metrics import lsd, museval_sdr, si_sdr
 from diffmusic.names import STEMS
-from diffmusic.operators.base import Baseline, Operator
+from diffmusic.operators.base import Operator
 
 STEM_BANDS_HZ = {"bass": (0.0, 250.0), "vocals": (250.0, 4000.0), "other": (0.0, 1e9)}
 """Harmonic bands the masking baseline gives each pitched stem (drums take the percussive part)."""
+SILENT_DB = -30.0
+"""Stems this far below the mixture's energy count as silent and are left out of the means of
+:meth:`SourceSeparation.score` (their SI-SDR and LSD are meaningless)."""
 
 
 def _median_filter(x: Tensor, size: int, dim: int) -> Tensor:
@@ -39,6 +43,8 @@ class SourceSeparation(Operator):
     """
 
     task: ClassVar[str] = "source_separation"
+    options: ClassVar[tuple[str, ...]] = ("sources",)
+    baseline_names: ClassVar[tuple[str, ...]] = ("mixture", "masking")
     default_baseline: ClassVar[str] = "masking"
 
     def __init__(self, sample_rate: int, num_samples: int, sources: Sequence[str] = STEMS,
@@ -93,9 +99,6 @@ class SourceSeparation(Operator):
         share = magnitude.pow(self.mask_power) + 1e-8
         return self._split(y, share / share.sum(1, keepdim=True))
 
-    def baselines(self) -> dict[str, Baseline]:
-        return {"mixture": self.mixture, "masking": self.masking}
-
     def mixture(self, y: Tensor) -> Tensor:
         """Every source estimated by the mixture itself (scaled so the weighted sum is ``y``)."""
         return y[:, None].expand(-1, self.num_sources, -1) / (self.w.sum() * 1.0)
@@ -121,3 +124,24 @@ class SourceSeparation(Operator):
 
     def _spec_args(self) -> dict:
         return {"sources": self.sources, "weights": self.weights, "mask_power": self.mask_power}
+
+    def active_sources(self, ref: Tensor, y: Tensor) -> Tensor:
+        """Mask of the stems of ``ref`` ``(K, N)`` that are not silent relative to the mixture
+        ``y`` (as MUSDB evaluations skip silent references; all of them if every one is)."""
+        energy = ref.double().pow(2).sum(-1)
+        active = energy >= y.double().pow(2).sum() * 10 ** (SILENT_DB / 10)
+        return active if bool(active.any()) else torch.ones_like(active)
+
+    def score(self, est: Tensor, ref: Tensor, y: Tensor) -> dict:
+        """Means over the active stems of LSD, SI-SDR, its improvement over the mixture and
+        museval's SDR (``None`` without ``museval``), and every stem's own scores."""
+        per_lsd, per_source = lsd(est, ref), si_sdr(est, ref)
+        active = self.active_sources(ref, y)
+        base = si_sdr(y.reshape(1, -1).expand_as(ref), ref)
+        stems = {s: {"si_sdr": float(v), "si_sdri": float(v - b), "lsd": float(d),
+                     "active": bool(a)}
+                 for s, v, b, d, a in zip(self.sources, per_source, base, per_lsd, active,
+                                          strict=True)}
+        return {"lsd": float(per_lsd[active].mean()), "si_sdr": float(per_source[active].mean()),
+                "si_sdri": float((per_source - base)[active].mean()),
+                "sdr": museval_sdr(est[active], ref[active], self.sample_rate), "stems": stems}
