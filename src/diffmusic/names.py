@@ -21,6 +21,9 @@ STEMS = ("vocals", "drums", "bass", "other")
 """Default sources of separation: the MUSDB18 stems."""
 SUPER_RESOLUTION_FACTORS = (2, 4, 8)
 """Downsampling factors of the super-resolution operator."""
+DEFAULT_GAP = (2.0, 3.0)
+"""The paper's inpainting gap in seconds: ``--gap``'s default (the benchmark scales it to its
+clips' length, see :meth:`diffmusic.operators.Inpainting.from_options`)."""
 MASK_TYPES = ("box", "random", "periodic")
 """Inpainting masks: the gap list, 30 % in 0.1 s holes, 0.1 s every 1 s."""
 CHANNEL_MODES = ("independent", "mid-side")
@@ -32,7 +35,7 @@ BITS = (16, 24)
 DEFAULT_PRIOR = "embedded"
 """The prior used when none is named: the small music model shipped in the package."""
 LEVEL_DB = -20.0
-"""RMS level in dBFS that :func:`diffmusic.restore.restore` brings a measurement to before
+"""RMS level in dBFS that :func:`diffmusic.restoration.restore` brings a measurement to before
 sampling.
 
 The embedded prior was trained on crops around -23 dBFS (music at a median of -17.6 dBFS, then
@@ -42,3 +45,7 @@ scored LSD 0.466, brought to -20.6 dBFS 0.171.
 STEP_SIZE = {"diffmusic": "rho", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
 """The guidance step size of each guided sampler: the keyword of its function that ``--step``,
 :attr:`diffmusic.restoration.Settings.step` and the tuner set (``ddim`` has none)."""
+LATENT_HOP = 640
+"""Samples per latent frame of the protocol's priors (mel hop 160 x latent downsampling 4): a
+measurement folder is written for a whole number of them (a prior's own is
+``Prior.latent_hop``)."""

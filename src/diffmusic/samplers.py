@@ -1,7 +1,8 @@
 """Samplers: functions of a prior, an operator and a measurement, over one shared DDIM core.
 
 Every sampler returns a :class:`Sample`: the raw restored waveform (no projection; see
-:func:`diffmusic.restore.restore`) and a :class:`SampleRecord` with the per-step measurement loss.
+:func:`diffmusic.restoration.restore`) and a :class:`SampleRecord` with the per-step
+measurement loss.
 Latents are ``(B * K, *latent)`` for ``B`` measurements and ``K = operator.num_sources``.
 """
 
@@ -19,28 +20,22 @@ from diffmusic.operators import Operator
 from diffmusic.priors.base import Condition, Prior
 
 GAMMA = 3e4
-"""Default MPGD step size for the per-item mean-squared losses of the operators.
-
-Chosen on one validation clip of the embedded prior (inpainting, 20 steps: LSD of the projected
-output 0.45 at 1e4, 0.44 at 3e4 and 1e5, 0.46 at 3e5); ``diffmusic bench --tune`` refines it
-per task (on the embedded prior anywhere from 30 to 3e5 over the five tasks). DiffMusic's
-plain step (``gamma=...``) has no default: the paper's algorithm needs a value per task.
-"""
+"""Default MPGD step size for the per-item mean-squared losses of the operators (the tuned file
+of a prior holds the per-task values; ``benchmarks/RESULTS.md`` how they were chosen).
+DiffMusic's plain step (``gamma=...``) has no default: the paper's algorithm needs a value per
+task."""
 RHO = 0.15
 """Default DiffMusic normalised step: the guidance moves ``sqrt(a_t) z0`` by this fraction of
-the noise level ``sqrt(1 - a_t)`` (RMS per latent element).
-
-``diffmusic bench --tune`` on the embedded prior's tuning split (2 clips per task, 25 steps,
-grid 0.01875-0.3, measurements at -20 dBFS, 7,069-step weights) picked 0.075 for inpainting and
-separation, 0.0375 for super-resolution, 0.01875 for dereverberation and 0.3 for phase retrieval
-(flat there: LSD 0.071-0.074); the per-task values ship in ``assets/tuned/embedded.json``.
-With inpainting's tuned warm start (0.5) the LSD no longer depends on ``rho`` (0.1189-0.1193 on
-6 tuning clips from 0.0375 to 0.3; 0.3 ships).
-"""
+the noise level ``sqrt(1 - a_t)`` (RMS per latent element); the tuned file of a prior holds the
+per-task values."""
 ETA = 1.0
 """Default DDIM noise of DiffMusic: fresh noise lets the UNet pull a guided latent back to the
-prior (``eta=0``, the paper's deterministic update, left the raw output off the music manifold:
-super-resolution LSD 0.66 against 0.46 at ``rho`` 0.3 on the demo clip)."""
+prior (the paper's deterministic update, ``eta=0``, leaves it off the music manifold;
+``benchmarks/RESULTS.md`` compares the two)."""
+DEFAULT_ETA: dict[str, float] = {"diffmusic": ETA, "dsg": 1.0, "dps": 0.0, "mpgd": 0.0,
+                                 "ddim": 0.0}
+"""Each sampler's DDIM noise when none is given (DSG's sphere needs noise; DPS and MPGD follow
+their papers' deterministic update)."""
 
 Callback = Callable[[dict], None]
 """Called after every step with ``{"i", "steps", "t", "loss"}``."""
@@ -93,12 +88,8 @@ class Sample:
 
 
 def timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """``steps`` training timesteps ``T - 1 - i T / steps``: diffusers' "trailing" spacing.
-
-    Every step is a real jump (the last from ``T / steps - 1`` to the clean latent); the
-    "linspace" grid ends at ``t = 0``, whose step barely moves, so at 2 steps it made one jump
-    from pure noise straight to the output.
-    """
+    """``steps`` training timesteps ``T - 1 - i T / steps``: diffusers' "trailing" spacing
+    (every step a real jump, the last from ``T / steps - 1`` to the clean latent)."""
     if not 2 <= steps <= num_train_timesteps:
         raise ValueError(f"steps must be between 2 and {num_train_timesteps}, got {steps}")
     return [round(num_train_timesteps - i * num_train_timesteps / steps) - 1
@@ -203,7 +194,7 @@ def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
 def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 generator: torch.Generator, cond: Condition | None = None,
                 callback: Callback | None = None,
-                start: WarmStart | None = None, eta: float = 0.0) -> Sample:
+                start: WarmStart | None = None, eta: float = DEFAULT_ETA["ddim"]) -> Sample:
     """Unconditional DDIM (Song, Meng & Ermon, ICLR 2021, eq. 12); ignores ``y``."""
 
     def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, None]:
@@ -220,7 +211,8 @@ def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
 def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                generator: torch.Generator, cond: Condition | None = None,
                callback: Callback | None = None,
-               start: WarmStart | None = None, zeta: float = 1.0, eta: float = 0.0,
+               start: WarmStart | None = None, zeta: float = 1.0,
+               eta: float = DEFAULT_ETA["dps"],
                vmc: bool = True) -> Sample:
     """Diffusion Posterior Sampling (Chung et al., ICLR 2023, Algorithm 1, eq. 16).
 
@@ -241,7 +233,7 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                generator: torch.Generator, cond: Condition | None = None,
                callback: Callback | None = None,
                start: WarmStart | None = None, guidance_rate: float = 0.2,
-               eta: float = 1.0, vmc: bool = True) -> Sample:
+               eta: float = DEFAULT_ETA["dsg"], vmc: bool = True) -> Sample:
     """Diffusion with Spherical Gaussian constraint (Yang et al., ICML 2024, Algorithm 2, eq. 13).
 
     The DDIM noise direction is mixed with the normalised negative gradient (through the UNet)
@@ -338,7 +330,8 @@ def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a
 def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 generator: torch.Generator, cond: Condition | None = None,
                 callback: Callback | None = None,
-                start: WarmStart | None = None, gamma: float = GAMMA, eta: float = 0.0,
+                start: WarmStart | None = None, gamma: float = GAMMA,
+                eta: float = DEFAULT_ETA["mpgd"],
                 vmc: bool = True) -> Sample:
     """Manifold Preserving Guided Diffusion (He et al., ICLR 2024, Algorithm 2, MPGD w/o proj.).
 
@@ -365,7 +358,8 @@ def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                      generator: torch.Generator, cond: Condition | None = None,
                      callback: Callback | None = None,
                      start: WarmStart | None = None, rho: float = RHO,
-                     gamma: float | None = None, eta: float = ETA, vmc: bool = True) -> Sample:
+                     gamma: float | None = None, eta: float = DEFAULT_ETA["diffmusic"],
+                     vmc: bool = True) -> Sample:
     """DiffMusic (Liao, Pan & Yang, Algorithm 1): a guided ``z0*`` and the ``eps`` it implies.
 
     ``z0* = z0_hat - step(grad ||A(T(V(D(z0_hat)))) - y||^2)``, then

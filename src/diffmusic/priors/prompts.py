@@ -1,6 +1,6 @@
 """Prompts from the command line: one text for all sources, ``SOURCE=TEXT`` pairs, or a JSON file.
 
-The result feeds :func:`diffmusic.restore.restore`'s ``prompts`` argument: ``None`` (the paper's
+The result feeds :func:`diffmusic.restoration.restore`'s ``prompts`` argument: ``None`` (the paper's
 default: empty prompt, or each stem's own label for separation), one string for every source, or
 one entry per source in the operator's order.
 """

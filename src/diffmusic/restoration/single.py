@@ -1,20 +1,18 @@
-"""One call from a measurement to a restoration: conditioning, sampling, projection, record."""
+"""One window from a measurement to a restoration: conditioning, level, sampling, projection,
+record."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from diffmusic.names import LEVEL_DB
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Prior
+from diffmusic.restoration.settings import Prompts, Settings
 from diffmusic.samplers import SAMPLERS, Callback, WarmStart
-from diffmusic.tuning import TunedSource, load_tuned
 
-Prompts = str | Sequence[str | None] | None
 MAX_GAIN_DB = 40.0
 """Largest boost or cut of the level normalisation (near-silent measurements stay quiet)."""
 
@@ -42,7 +40,7 @@ def expand_prompts(prompts: Prompts, operator: Operator, batch: int) -> list[str
     """
     k = operator.num_sources
     if prompts is None:
-        per_source = list(getattr(operator, "sources", [None] * k))
+        per_source = list(operator.sources or [None] * k)
     elif isinstance(prompts, str):
         per_source = [prompts] * k
     else:
@@ -84,73 +82,50 @@ def warm_start_from_baseline(prior: Prior, operator: Operator, y: Tensor,
         return WarmStart(prior.encode(init.reshape(-1, init.shape[-1])), strength)
 
 
-def restore(prior: Prior, operator: Operator, y: Tensor, *, sampler: str = "diffmusic",
-            steps: int = 50, seed: int = 0, prompts: Prompts = None,
-            guidance_scale: float | None = None, negative_prompt: str | None = None,
-            project: bool = True, callback: Callback | None = None,
-            tuned: TunedSource = None, level_db: float | None = LEVEL_DB,
-            warm_start: float | None = None, **sampler_kwargs) -> Restoration:
+def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
+            callback: Callback | None = None) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
     Args:
         prior: The diffusion prior.
         operator: The measurement operator, built for ``prior.sample_rate``.
         y: Measurements, ``(B, ...)``.
-        sampler: One of :data:`diffmusic.samplers.SAMPLERS`.
-        steps: Number of sampling steps (at least 2).
-        seed: Seed of the sampler's generator (recorded).
-        prompts: Text prompts / stem labels (see :func:`expand_prompts`).
-        guidance_scale: Classifier-free guidance scale (1: no guidance; ``None``: the tuned
-            ``guidance_scale`` of the task and sampler, else 1).
-        negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
-        project: Apply :meth:`Operator.project` to the sampler's output.
+        settings: Sampler, steps, seed, guidance, level and projection; tunable values left
+            ``None`` come from the tuned defaults of the prior and the operator's task.
         callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
-        tuned: Where defaults of the sampler's hyper-parameters come from (see
-            :func:`diffmusic.tuning.load_tuned`; ``False``: the sampler's own defaults).
-        level_db: Sample at this RMS level (dBFS, estimated by :meth:`Operator.level`) and
-            scale the result back, so quiet and loud recordings meet the prior at the level
-            it knows; ``None`` samples at the measurement's own level.
-        warm_start: Run only this fraction of the schedule, starting from the noised latent
-            of the operator's classical baseline (:class:`diffmusic.samplers.WarmStart`); 1:
-            from pure noise; ``None``: the task's tuned ``warm_start``, else 1.
-        **sampler_kwargs: Sampler hyper-parameters (``gamma``, ``zeta``, ``guidance_rate``...);
-            they override the tuned defaults.
+
+    Raises:
+        ValueError: An operator at another rate than the prior's.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if operator.sample_rate != prior.sample_rate:
         raise ValueError(f"operator at {operator.sample_rate} Hz but prior at "
                          f"{prior.sample_rate} Hz")
-    generator = torch.Generator(device=prior.device).manual_seed(seed)
-    defaults = load_tuned(prior.name, tuned)
-    kwargs = {**defaults.kwargs(operator.task, sampler), **sampler_kwargs}
-    tuned_scale = kwargs.pop("guidance_scale", 1.0)
-    guidance_scale = tuned_scale if guidance_scale is None else guidance_scale
-    tuned_strength = kwargs.pop("warm_start", 1.0)
-    warm_start = tuned_strength if warm_start is None else warm_start
-    cond = prior.condition(expand_prompts(prompts, operator, y.shape[0]), guidance_scale,
-                           negative_prompt)
+    generator = torch.Generator(device=prior.device).manual_seed(settings.seed)
+    resolved = settings.resolve(prior.name, operator.task)
+    cond = prior.condition(expand_prompts(settings.prompts, operator, y.shape[0]),
+                           resolved.guidance_scale, settings.negative_prompt)
     dc = operator.dc_offset(y)
     offset = 0.0 if dc is None else dc * torch.ones(operator.num_samples, dtype=y.dtype,
                                                      device=y.device)
     with torch.no_grad():
         y_ac = y if dc is None else y - operator(offset)
-    gain_db = level_gain_db(operator, y_ac, level_db)
+    gain_db = level_gain_db(operator, y_ac, settings.level_db)
     gain = 10 ** (gain_db / 20)
     y_in = y_ac * _per_item(gain, y_ac)
-    start = warm_start_from_baseline(prior, operator, y_in, warm_start)
-    sample = SAMPLERS[sampler](prior, operator, y_in, steps=steps, generator=generator,
-                               cond=cond, callback=callback, start=start, **kwargs)
+    start = warm_start_from_baseline(prior, operator, y_in, resolved.warm_start)
+    sample = SAMPLERS[settings.sampler](prior, operator, y_in, steps=settings.steps,
+                                        generator=generator, cond=cond, callback=callback,
+                                        start=start, **resolved.kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave) + offset
     with torch.no_grad():
-        wave = operator.project(raw, y) if project else raw
+        wave = operator.project(raw, y) if settings.project else raw
         raw_loss = operator.loss(raw, y)
-        final_loss = operator.loss(wave, y) if project else raw_loss
+        final_loss = operator.loss(wave, y) if settings.project else raw_loss
     record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),
-              "prompts": prompts, "guidance_scale": guidance_scale,
-              "negative_prompt": negative_prompt, "projection": project,
-              "tuned_defaults": defaults.describe(),
-              "level": {"target_dbfs": level_db,
+              "prompts": settings.prompts, "guidance_scale": resolved.guidance_scale,
+              "negative_prompt": settings.negative_prompt, "projection": settings.project,
+              "tuned_defaults": resolved.tuned.describe(),
+              "level": {"target_dbfs": settings.level_db,
                         "gain_db": gain_db.tolist(),
                         "dc_offset": None if dc is None else dc[:, 0].tolist()},
               "final_loss": final_loss.tolist(), "raw_loss": raw_loss.tolist()}

@@ -5,9 +5,9 @@ A tuned file is JSON written by :func:`diffmusic.bench.tune.tune`::
     {"prior": "embedded", "split": "data/music/valid", "metric": "lsd", "steps": 25,
      "per_task": {"inpainting": {"diffmusic": {"gamma": 30000.0}, ...}, ...}, "scores": {...}}
 
-:func:`diffmusic.restore.restore` looks its sampler's keyword arguments up in the file named by
-the environment variable ``DIFFMUSIC_TUNED``, else in the file shipped for the prior
-(``diffmusic/assets/tuned/PRIOR.json``); arguments given explicitly always win.
+:meth:`diffmusic.restoration.Settings.resolve` looks its sampler's keyword arguments up in the
+file named by the environment variable ``DIFFMUSIC_TUNED``, else in the file shipped for the
+prior (``diffmusic/assets/tuned/PRIOR.json``); settings given explicitly always win.
 """
 
 from __future__ import annotations
