@@ -15,7 +15,7 @@ READ_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a
 
 
 @dataclass(frozen=True)
-class Job:
+class FileJob:
     """One restoration: ``source`` to ``out`` (a .wav/.flac file, or a folder of stems)."""
 
     source: Path
@@ -47,7 +47,7 @@ def mirrored(relative: Path, root: Path, separation: bool) -> Path:
     return root / relative.with_suffix(suffix)
 
 
-def plan_jobs(inputs: list[Path], out: Path, separation: bool) -> tuple[list[Job], bool]:
+def plan_jobs(inputs: list[Path], out: Path, separation: bool) -> tuple[list[FileJob], bool]:
     """The jobs of ``restore INPUT... -o OUT`` and whether it is a batch.
 
     One file: ``OUT`` is the output. Several files or a folder: ``OUT`` is a folder; files keep
@@ -58,10 +58,10 @@ def plan_jobs(inputs: list[Path], out: Path, separation: bool) -> tuple[list[Job
             given as the output folder.
     """
     if len(inputs) == 1 and not inputs[0].is_dir():
-        return [Job(inputs[0], out)], False
+        return [FileJob(inputs[0], out)], False
     if out.suffix.lower() in WRITE_SUFFIXES or out.is_file():
         raise CliError(f"-o {out}: several inputs or a folder need an output folder")
-    jobs: list[Job] = []
+    jobs: list[FileJob] = []
     for source in inputs:
         if source.is_dir():
             files = sorted(p for p in source.rglob("*")
@@ -69,9 +69,9 @@ def plan_jobs(inputs: list[Path], out: Path, separation: bool) -> tuple[list[Job
                            and not p.name.startswith("."))
             if not files:
                 raise CliError(f"{source}: no audio files in the folder")
-            jobs += [Job(p, mirrored(p.relative_to(source), out, separation)) for p in files]
+            jobs += [FileJob(p, mirrored(p.relative_to(source), out, separation)) for p in files]
         elif source.is_file():
-            jobs.append(Job(source, mirrored(Path(source.name), out, separation)))
+            jobs.append(FileJob(source, mirrored(Path(source.name), out, separation)))
         else:
             raise CliError(f"{source}: no such file or folder")
     seen: dict[Path, Path] = {}

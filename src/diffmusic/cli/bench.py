@@ -12,8 +12,9 @@ from diffmusic.cli.errors import CliError
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark."""
-    from diffmusic.bench.main import BenchOptions, bench
-    from diffmusic.tuning import read_tuned
+    from diffmusic.bench.main import bench
+    from diffmusic.bench.options import BenchOptions
+    from diffmusic.restoration.tuned import read_tuned
 
     if args.steps < 2 or args.seeds < 1 or args.workers < 1:
         raise CliError("--steps must be >= 2, --seeds and --workers >= 1")

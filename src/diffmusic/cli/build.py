@@ -1,4 +1,5 @@
-"""The operator that the command line's operator options describe."""
+"""The operator that the command line's operator options describe (built by the operator's own
+:meth:`~diffmusic.operators.Operator.from_options`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,11 @@ import torch
 
 from diffmusic.audio import AudioError, load_audio, require_signal
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.options import DEFAULT_FACTOR, SAMPLE_RATE, TASK_OPTIONS
-from diffmusic.longform import LATENT_HOP, round_up
-from diffmusic.operators import OPERATORS, STEMS, TASKS, Operator, make_gaps
-
-
-def padded_length(num_samples: int, multiple: int = LATENT_HOP) -> int:
-    """``num_samples`` rounded up to a whole number of latent frames."""
-    return round_up(num_samples, multiple)
+from diffmusic.cli.options import TASK_OPTIONS
+from diffmusic.names import DEFAULT_GAP, LATENT_HOP, SAMPLE_RATE
+from diffmusic.operators import OPERATORS, Operator
+from diffmusic.restoration import OperatorFactory
+from diffmusic.restoration.windows import round_up
 
 
 @dataclass
@@ -27,7 +25,7 @@ class OperatorOptions:
 
     Attributes:
         task: One of :data:`diffmusic.operators.TASKS`.
-        gaps: Inpainting gaps in seconds (``box`` masks; default ``[(2, 3)]``).
+        gaps: Inpainting gaps in seconds (``box`` masks; default ``[DEFAULT_GAP]``).
         mask_type: Inpainting mask type.
         factor: Super-resolution factor.
         rt60: RT60 in seconds of the synthetic room response.
@@ -68,59 +66,62 @@ class OperatorOptions:
         if self.noise_snr is not None and not math.isfinite(self.noise_snr):
             raise CliError(f"--noise-snr must be a finite number of dB, got {self.noise_snr}")
 
-    def inpainting_gaps(self, seconds: float) -> list[tuple[float, float]]:
-        """The gaps of a clip of ``seconds``; each must lie inside it."""
-        generator = torch.Generator().manual_seed(self.seed)
-        gaps = make_gaps(self.mask_type or "box", seconds, self.gaps, generator=generator)
-        for start, end in gaps:
-            if end > seconds + 1e-9:
-                which = "--gap" if self.gaps else "the default --gap"
-                raise CliError(f"{which} {start:g}:{end:g} lies outside the {seconds:.2f} s clip")
-        if not gaps:
-            raise CliError(f"--mask-type {self.mask_type}: no gap fits the {seconds:.2f} s clip")
-        return gaps
+    def task_options(self, duration: float | None = None) -> dict:
+        """The keywords of the operator's :meth:`~diffmusic.operators.Operator.from_options`
+        that these options set (``duration``: the recording's, for inpainting masks)."""
+        cls = OPERATORS[self.task]
+        values = {attr: getattr(self, attr) for attr, (_, task) in TASK_OPTIONS.items()
+                  if task == self.task}
+        values.pop("rir", None)
+        if self.task == "inpainting" and self.mask_type in (None, "box"):
+            values["gaps"] = self.gaps or [DEFAULT_GAP]
+        if "seed" in cls.options:
+            values["seed"] = self.seed
+        if "duration" in cls.options:
+            values["duration"] = duration
+        if "rir" in cls.options:
+            values["rir"] = _load_rir(self.rir)
+        return values
+
+    def factory(self, duration: float | None = None) -> OperatorFactory:
+        """Builds the operator at any rate and length (``make(sample_rate, num_samples)``),
+        its errors as one line naming the task."""
+
+        def make(sample_rate: int, num_samples: int) -> Operator:
+            try:
+                return OPERATORS[self.task].from_options(
+                    sample_rate, num_samples, noise_snr=self.noise_snr,
+                    **self.task_options(duration))
+            except ValueError as error:
+                raise CliError(f"--task {self.task}: {self._flag(error)}") from None
+
+        return make
+
+    def _flag(self, error: ValueError) -> str:
+        """The library's message, naming the flag where it concerns the gaps."""
+        text = str(error)
+        if text.startswith("gap "):
+            return ("--gap " if self.gaps else "the default --gap ") + text[4:]
+        return text
 
 
-def build_operator(options: OperatorOptions, length: int,
-                   sample_rate: int = SAMPLE_RATE) -> Operator:
-    """The operator for a clip of ``length`` samples, built for the length padded to
-    :data:`LATENT_HOP` (inputs shorter than a prior window are zero-padded, outputs cropped).
-
-    Args:
-        options: The operator options.
-        length: Clip length in samples at ``sample_rate``.
-        sample_rate: Sample rate in Hz.
+def build_operator(options: OperatorOptions, length: int) -> Operator:
+    """The operator for a clip of ``length`` samples at the protocol's rate, built for the
+    length padded to whole latent frames (inputs shorter than a window are zero-padded, outputs
+    cropped).
 
     Raises:
         CliError: Options that do not fit the clip (gaps outside it, a bad RIR file...).
     """
-    task = options.task
-    if task not in OPERATORS:
-        raise CliError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    extra: dict = {}
-    if task == "inpainting":
-        extra = {"gaps": options.inpainting_gaps(length / sample_rate),
-                 "mask_type": options.mask_type or "box"}
-    elif task == "super_resolution":
-        extra = {"factor": options.factor or DEFAULT_FACTOR}
-    elif task == "source_separation":
-        extra = {"sources": options.sources or list(STEMS)}
-    elif task == "dereverberation":
-        extra = {"rir": _load_rir(options.rir, sample_rate), "rt60": options.rt60,
-                 "seed": options.seed}
-    try:
-        return OPERATORS[task](sample_rate=sample_rate, num_samples=padded_length(length),
-                               noise_snr=options.noise_snr,
-                               **{k: v for k, v in extra.items() if v is not None})
-    except ValueError as error:
-        raise CliError(f"--task {task}: {error}") from None
+    make = options.factory(length / SAMPLE_RATE)
+    return make(SAMPLE_RATE, round_up(length, LATENT_HOP))
 
 
-def _load_rir(path: Path | None, sample_rate: int) -> torch.Tensor | None:
-    """A mono room impulse response at ``sample_rate``, shape ``(L,)``."""
+def _load_rir(path: Path | None) -> torch.Tensor | None:
+    """A mono room impulse response at the protocol's rate, shape ``(L,)``."""
     if path is None:
         return None
     try:
-        return require_signal(load_audio(path, sample_rate, mono=True)[0], path)[0]
+        return require_signal(load_audio(path, SAMPLE_RATE, mono=True)[0], path)[0]
     except AudioError as error:
         raise CliError(f"--rir {error}") from None

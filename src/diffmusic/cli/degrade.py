@@ -13,13 +13,10 @@ from torch import Tensor
 from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import fit_length, folder_outputs, write_measurement
-from diffmusic.cli.options import (
-    CLIP_SAMPLES,
-    SAMPLE_RATE,
-    refuse_overwrite,
-)
-from diffmusic.operators import STEMS
+from diffmusic.cli.options import refuse_overwrite
+from diffmusic.dsp import fit_length
+from diffmusic.measurement import folder_outputs, write_measurement
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE, STEMS
 
 STEM_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 WORKING_BYTES_PER_SAMPLE = 64

@@ -15,15 +15,15 @@ from diffmusic import package_version
 from diffmusic.audio import save_audio
 from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import read_measurement, write_measurement
-from diffmusic.cli.options import CLIP_SAMPLES, SAMPLE_RATE
 from diffmusic.cli.restore import cached_prior, restore_measurement
-from diffmusic.cli.synth import demo_clip, synth_stems
-from diffmusic.metrics import lsd, lsd_hf, si_sdr
+from diffmusic.measurement import read_measurement, write_measurement
+from diffmusic.metrics import si_sdr
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
 from diffmusic.operators import TASKS, Operator
 from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.report import Section, spectrogram_png, write_html, write_json
-from diffmusic.restore import Restoration
+from diffmusic.restoration import Restoration, Settings
+from diffmusic.synth import demo_clip, synth_stems
 
 """Default sampling steps of the demo: on the tiny prior the whole demo costs about 45 s of CPU
 (1.2 s per step for its 7 latents plus 15 s fixed); about 2 minutes on a busy 2-core machine."""
@@ -37,20 +37,11 @@ TASK_TEXT = {
                          "mixture, conditioned on its name.",
     "dereverberation": "Convolved with a synthetic room response (RT60 0.5 s, seed 0).",
 }
+SCORE_NAMES = {"lsd": "LSD", "lsd_hf": "LSD-HF"}
+"""The operators' scores shown for one-source tasks, with their column names."""
 METRICS_TEXT = ("LSD: STFT n_fft 1024, hop 160, Hann, log10(|X| + 1e-10), RMS over frequency "
                 "bins, mean over frames; lower is better. SI-SDR: zero-mean, scale-invariant, "
                 "in dB; higher is better.")
-
-
-def audible(operator: Operator, y: Tensor) -> tuple[Tensor, str | None]:
-    """The degraded input as audio at the clip rate, and the baseline that made it.
-
-    Audio measurements at the clip rate are themselves (baseline ``None``); others (a low-rate
-    recording, a magnitude) go through the operator's default classical baseline.
-    """
-    if operator.measurement_kind == "audio" and operator.measurement_rate == operator.sample_rate:
-        return y, None
-    return operator.baseline(y), operator.default_baseline
 
 
 @dataclass
@@ -88,7 +79,7 @@ def rows_by(rows: list[dict], key: str) -> dict[str, dict]:
 def single_source_section(run: TaskRun) -> tuple[Section, dict]:
     """Players, spectrograms and LSD (LSD-HF for super-resolution) of a one-source task."""
     operator, task, clean = run.operator, run.operator.task, run.crop(run.clean)
-    degraded, baseline = audible(operator, run.y)
+    degraded, baseline = operator.audible(run.y)
     label = "degraded" if baseline is None else f"degraded ({baseline})"
     signals = {label: run.crop(degraded), "restored": run.crop(run.result.wave),
                "restored, no projection": run.crop(run.result.raw)}
@@ -99,12 +90,9 @@ def single_source_section(run: TaskRun) -> tuple[Section, dict]:
     spectrogram_png(run.folder / "spectrogram.png",
                     [("clean", clean), (label, signals[label]), ("restored", signals["restored"])],
                     operator.sample_rate)
-    rows = []
-    for name, wave in signals.items():
-        row: dict = {"signal": name, "LSD": float(lsd(wave, clean))}
-        if task == "super_resolution":
-            row["LSD-HF"] = float(lsd_hf(wave, clean, operator.cutoff_hz, operator.sample_rate))
-        rows.append(row)
+    rows = [{"signal": name, **{SCORE_NAMES[k]: v for k, v in operator.score(wave, clean, run.y)
+                                 .items() if k in SCORE_NAMES}}
+            for name, wave in signals.items()]
     audio = [("clean", run.link("clean.wav")), (label, run.link(degraded_file)),
              ("restored", run.link("restored.wav"))]
     return (Section(task, TASK_TEXT[task], audio, [run.link("spectrogram.png")], rows),
@@ -132,7 +120,7 @@ def separation_section(run: TaskRun) -> tuple[Section, dict]:
 
 
 def run_task(task: str, out: Path, prior: Prior, clean: Tensor, sources: list[str] | None,
-             settings: dict, origin: str, quiet: bool) -> TaskRun:
+             settings: Settings, origin: str, quiet: bool) -> TaskRun:
     """Degrade ``clean`` into ``out/TASK`` and restore it exactly as the CLI would.
 
     Args:
@@ -141,7 +129,7 @@ def run_task(task: str, out: Path, prior: Prior, clean: Tensor, sources: list[st
         prior: The diffusion prior.
         clean: Clean clip ``(1, L)`` or stems ``(1, K, L)``.
         sources: Stem names for separation.
-        settings: Keyword arguments of :func:`diffmusic.restore.restore`.
+        settings: How to restore.
         origin: Description of the clip (recorded).
         quiet: Hide progress bars.
     """
@@ -163,15 +151,14 @@ def run(args: argparse.Namespace) -> int:
     prior = cached_prior(args.prior or DEFAULT_PRIOR)
     clip, origin = demo_clip(CLIP_SAMPLES, SAMPLE_RATE)
     stems = synth_stems(CLIP_SAMPLES, SAMPLE_RATE)
-    settings = {"sampler": "diffmusic", "steps": args.steps, "seed": args.seed,
-                "prompts": None, "project": True}
+    settings = Settings(steps=args.steps, seed=args.seed)
     stem_clip = torch.stack(list(stems.values()))[None]
     sections, metrics, used = [], {}, {}
     for task in TASKS:
         separation = task == "source_separation"
         task_run = run_task(task, out, prior, stem_clip if separation else clip,
                             list(stems) if separation else None, settings,
-                            "synthetic stems (diffmusic.cli.synth)" if separation else origin,
+                            "synthetic stems (diffmusic.synth)" if separation else origin,
                             args.quiet)
         report = separation_section if separation else single_source_section
         section, metrics[task] = report(task_run)
@@ -180,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
         used[task] = {"guidance_scale": record["guidance_scale"], **record["settings"]}
     seconds = time.perf_counter() - start
     summary = {"diffmusic_version": package_version(), "prior": prior.name, "clip": origin,
-               **settings, "sampler_settings": used, "seconds": seconds,
+               "sampler": settings.sampler, "steps": settings.steps, "seed": settings.seed,
+               "prompts": settings.prompts, "project": settings.project,
+               "sampler_settings": used, "seconds": seconds,
                "metrics_settings": METRICS_TEXT, "metrics": metrics}
     write_json(out / "metrics.json", summary)
     write_html(out / "index.html", "diffmusic demo", intro_text(prior, settings, origin), sections)
@@ -189,11 +178,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def intro_text(prior: Prior, settings: dict, origin: str) -> str:
+def intro_text(prior: Prior, settings: Settings, origin: str) -> str:
     """The paragraph at the top of the demo page."""
     text = (f"Clip: {origin}, {CLIP_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz. Prior: "
-            f"{prior.name}; sampler DiffMusic with {settings['steps']} steps, seed "
-            f"{settings['seed']}, measurement-consistency projection on. {METRICS_TEXT}")
+            f"{prior.name}; sampler DiffMusic with {settings.steps} steps, seed "
+            f"{settings.seed}, measurement-consistency projection on. {METRICS_TEXT}")
     if prior.name == "tiny":
         text += (" The tiny prior has random weights: this page shows that every task runs end "
                  "to end, not the quality of the method.")

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
@@ -20,20 +21,17 @@ from diffmusic.names import (
     TASKS,
 )
 
-SAMPLE_RATE = 16000
-"""Sample rate of the AudioLDM-family priors in Hz; every input is resampled to it."""
-CLIP_SAMPLES = 81920
-"""One prior window: 5.12 s = 512 mel frames = a 8 x 128 x 16 latent."""
-STFT_HOP = 160
-"""Hop in samples of the phase-retrieval magnitude (protocol: n_fft 1024, hop 160)."""
-DEFAULT_FACTOR = 2
-"""Super-resolution factor of the protocol (16 kHz -> 8 kHz)."""
-STEP_SIZE_PARAMETER = {"diffmusic": "rho", "mpgd": "gamma", "dps": "zeta", "dsg": "guidance_rate"}
-"""The sampler keyword ``--step`` sets: the guidance step size of each sampler (none for ddim)."""
 TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "inpainting"),
                 "factor": ("--factor", "super_resolution"), "rt60": ("--rt60", "dereverberation"),
                 "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation")}
 """Task-specific options: attribute -> (flag, the task it applies to)."""
+if TYPE_CHECKING:
+    from diffmusic.restoration import Settings
+
+SETTING_FLAGS = {"sampler": "--sampler", "steps": "--steps", "step": "--step", "gamma": "--gamma",
+                 "eta": "--eta", "warm_start": "--warm-start", "guidance_scale": "--cfg",
+                 "clip_mode": "--clip-mode"}
+"""The flag of each field of :class:`diffmusic.restoration.Settings` (named in errors)."""
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -185,32 +183,22 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                        help="gradient checkpointing in the UNet and VAE (less memory)")
 
 
-def restore_settings(args: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`diffmusic.restore.restore` from parsed sampling options."""
+def restore_settings(args: argparse.Namespace) -> Settings:
+    """The :class:`~diffmusic.restoration.Settings` of parsed sampling options."""
+    from diffmusic.restoration.settings import SettingError, Settings  # imports torch
+
     if args.cfg is not None and (args.cfg < 1 or not math.isfinite(args.cfg)):
         raise CliError(f"--cfg must be 1 (no guidance) or more, got {args.cfg:g} (the diffusers "
                        "pipelines turn guidance off below 1)")
-    settings = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed,
-                "guidance_scale": args.cfg, "project": args.projection, "level_db": args.level,
-                "prompts": args.prompt, "negative_prompt": args.negative_prompt}
-    if args.step is not None:
-        if args.sampler not in STEP_SIZE_PARAMETER:
-            raise CliError(f"--step: the {args.sampler} sampler takes no guidance step size")
-        settings[STEP_SIZE_PARAMETER[args.sampler]] = args.step
-    if args.gamma is not None:
-        if args.sampler != "diffmusic":
-            raise CliError("--gamma is the diffmusic sampler's plain step; use --step for "
-                           f"{args.sampler}")
-        settings["gamma"] = args.gamma
-    if args.eta is not None:
-        if not 0 <= args.eta <= 1:
-            raise CliError(f"--eta must be between 0 and 1, got {args.eta}")
-        settings["eta"] = args.eta
-    if args.warm_start is not None:
-        if not 0 < args.warm_start <= 1:
-            raise CliError(f"--warm-start must be in (0, 1], got {args.warm_start}")
-        settings["warm_start"] = args.warm_start
-    return settings
+    try:
+        return Settings(sampler=args.sampler, steps=args.steps, seed=args.seed, step=args.step,
+                        gamma=args.gamma, eta=args.eta, warm_start=args.warm_start,
+                        guidance_scale=args.cfg, prompts=args.prompt,
+                        negative_prompt=args.negative_prompt, level_db=args.level,
+                        project=args.projection, clip_mode=args.clip_mode)
+    except SettingError as error:
+        raise CliError(f"{SETTING_FLAGS.get(error.field, error.field)} {error.message}") \
+            from None
 
 
 def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], flag: str = "-o") -> None:

@@ -10,15 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from diffmusic.cli.options import (
-    CLIP_SAMPLES,
-    SAMPLE_RATE,
     add_operator_options,
     add_sampler_options,
     positive_float,
     seed_type,
     steps_type,
 )
-from diffmusic.names import BITS, CHANNEL_MODES, CLIP_MODES, DEFAULT_PRIOR, STEMS
+from diffmusic.names import (
+    BITS,
+    CHANNEL_MODES,
+    CLIP_MODES,
+    CLIP_SAMPLES,
+    DEFAULT_PRIOR,
+    SAMPLE_RATE,
+    STEMS,
+)
 
 DEFAULT_STEPS = 50
 """Sampling steps of ``restore``."""

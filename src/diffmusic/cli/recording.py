@@ -1,8 +1,8 @@
 """``restore`` on a damaged recording of any length, channel count and sample rate.
 
-A thin shell over :mod:`diffmusic.recording`: read the file, check the gaps and the window sizes
-against the command-line flags, build each window's operator from the operator options, show a
-progress bar per window, and turn the library's ``ValueError`` into a one-line :class:`CliError`.
+A thin shell over :class:`diffmusic.restoration.Restorer`: read the file, check the gaps against
+the command-line flags, build the recording's operator from the operator options, and turn the
+library's ``ValueError`` into a one-line :class:`CliError` naming the file.
 """
 
 from __future__ import annotations
@@ -12,23 +12,17 @@ import functools
 from pathlib import Path
 
 from diffmusic.audio import load_audio, require_signal
-from diffmusic.cli.build import OperatorOptions, build_operator
+from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import load_magnitude
-from diffmusic.cli.options import STFT_HOP
 from diffmusic.cli.progress import step_progress
 from diffmusic.dsp import resample
 from diffmusic.gaps import Gap, check_gaps
-from diffmusic.operators import OPERATORS, Operator
+from diffmusic.measurement import load_magnitude
+from diffmusic.names import DEFAULT_GAP
+from diffmusic.operators import OPERATORS
 from diffmusic.priors import Prior
-from diffmusic.recording import (
-    LongRestoration,
-    OperatorFactory,
-    Progress,
-    restore_long,
-    restore_windows,
-    window_samples,
-)
+from diffmusic.restoration import RecordingRestoration, Restorer, Settings
+from diffmusic.restoration.windows import round_up
 
 
 @dataclasses.dataclass
@@ -41,47 +35,40 @@ class RecordingOptions:
     channels: str = "independent"
     out_rate: int | None = None
 
-    def check(self, prior: Prior) -> None:
-        """Refuse window sizes the prior cannot use, naming the flag."""
+    def restorer(self, prior: Prior, settings: Settings, quiet: bool = False) -> Restorer:
+        """A restorer with these window sizes and a progress bar per window (unless ``quiet``).
+
+        Raises:
+            CliError: Window sizes the prior cannot use, naming the flag.
+        """
         try:
-            window_samples(prior, self.segment, self.overlap)
+            return Restorer(prior, settings, self.segment, self.overlap,
+                            functools.partial(step_progress, quiet=quiet))
         except ValueError as error:
             raise CliError(f"--{error}") from None
 
 
-def operator_builder(options: OperatorOptions, sample_rate: int) -> OperatorFactory:
-    """The library's per-window operator factory from the command-line operator options."""
-
-    def make(num_samples: int, gaps: list[Gap] | None = None) -> Operator:
-        box = options if gaps is None else dataclasses.replace(options, gaps=gaps,
-                                                               mask_type="box")
-        return build_operator(box, num_samples, sample_rate)
-
-    return make
-
-
-def recording_gaps(options: OperatorOptions, duration: float) -> list[Gap]:
-    """The inpainting gaps in seconds, checked against the recording's ``duration``."""
-    if options.mask_type in (None, "box"):
-        flag = "--gap" if options.gaps else "the default --gap"
-        try:
-            return check_gaps(options.gaps or [(2.0, 3.0)], duration, flag)
-        except ValueError as error:
-            raise CliError(str(error)) from None
-    return options.inpainting_gaps(duration)
+def recording_gaps(options: OperatorOptions, duration: float) -> OperatorOptions:
+    """``options`` with box gaps checked against the recording's ``duration`` in seconds."""
+    if options.task != "inpainting" or options.mask_type not in (None, "box"):
+        return options
+    flag = "--gap" if options.gaps else "the default --gap"
+    try:
+        gaps: list[Gap] = check_gaps(options.gaps or [DEFAULT_GAP], duration, flag)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    return dataclasses.replace(options, gaps=gaps)
 
 
-def restore_recording(path: Path, options: OperatorOptions, prior: Prior, settings: dict,
-                      recording: RecordingOptions, quiet: bool = False) -> LongRestoration:
+def restore_recording(path: Path, options: OperatorOptions, restorer: Restorer,
+                      recording: RecordingOptions) -> RecordingRestoration:
     """Restore a damaged recording (or a ``.npy`` magnitude for phase retrieval).
 
     Args:
         path: The file.
-        options: The operator options (one operator is built per window).
-        prior: The diffusion prior.
-        settings: Keyword arguments of :func:`diffmusic.restore.restore`.
-        recording: Segment, overlap, channel mode and output rate.
-        quiet: Hide progress bars.
+        options: The operator options.
+        restorer: The prior, its settings and the window sizes.
+        recording: Channel mode and output rate.
 
     Returns:
         The restoration in the input's channels at the output rate, and its record.
@@ -90,27 +77,27 @@ def restore_recording(path: Path, options: OperatorOptions, prior: Prior, settin
         CliError: Truncated or silent audio, bad gaps, anything the library refuses
             (``AudioError`` for unreadable audio).
     """
-    make = operator_builder(options, prior.sample_rate)
-    progress: Progress = functools.partial(step_progress, quiet=quiet)
-    windows = {"segment": recording.segment, "overlap": recording.overlap, "progress": progress}
+    prior = restorer.prior
     if OPERATORS[options.task].measurement_kind == "magnitude":
         magnitude = require_signal(load_magnitude(path), path)
+        make = options.factory()
+        length = make(prior.sample_rate, prior.latent_hop).covered_samples(magnitude)
+        operator = make(prior.sample_rate, round_up(length, prior.latent_hop))
         try:
-            result = restore_windows(prior, make, magnitude, (magnitude.shape[-1] - 1) * STFT_HOP,
-                                     **windows, **settings)
+            result = restorer.restore_windows(operator, magnitude, length)
         except ValueError as error:
             raise CliError(f"{path}: {error}") from None
         out_rate = recording.out_rate or prior.sample_rate
         record = {**result.record, "sample_rate": out_rate, "input_rate": prior.sample_rate,
                   "channel_mode": "independent"}
-        return LongRestoration(resample(result.wave, prior.sample_rate, out_rate), out_rate,
-                               record)
+        return RecordingRestoration(resample(result.wave, prior.sample_rate, out_rate),
+                                    out_rate, record)
     wave, rate = load_audio(path)
     require_signal(wave, path)
-    gaps = (recording_gaps(options, wave.shape[-1] / rate) if options.task == "inpainting"
-            else None)
+    duration = wave.shape[-1] / rate
+    make = recording_gaps(options, duration).factory(duration)
     try:
-        return restore_long(prior, make, wave, rate, channels=recording.channels,
-                            out_rate=recording.out_rate, gaps=gaps, **windows, **settings)
+        return restorer.restore_recording(make, wave, rate, recording.channels,
+                                          recording.out_rate)
     except ValueError as error:
         raise CliError(f"{path}: {error}") from None

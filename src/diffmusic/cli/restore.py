@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -15,28 +14,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffmusic import package_version
+from diffmusic import package_version, priors
 from diffmusic.audio import fit_full_scale, pcm_bits, save_audio
-from diffmusic.cli.batch import Job, audio_outputs, plan_jobs
+from diffmusic.cli.batch import FileJob, audio_outputs, plan_jobs
 from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.measurement import MEASUREMENT_JSON, Measurement, read_measurement
 from diffmusic.cli.options import (
     TASK_OPTIONS,
     refuse_overwrite,
     restore_settings,
 )
-from diffmusic.cli.progress import step_progress
 from diffmusic.cli.recording import RecordingOptions, restore_recording
 from diffmusic.cluster import ray_imap
 from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
-from diffmusic.operators import STEMS, Inpainting, Operator
-from diffmusic.priors import DEFAULT_PRIOR, Prior, load_prior
+from diffmusic.measurement import MEASUREMENT_JSON, Measurement, read_measurement
+from diffmusic.operators import STEMS, Operator
+from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.priors.prompts import parse_prompts
-from diffmusic.recording import operator_factory, restore_windows
 from diffmusic.report import write_json
-from diffmusic.restore import Restoration
+from diffmusic.restoration import Restoration, Settings
 
 RESTORE_ERRORS = (CliError, ValueError, OutputError)
 """Failures of one file of a batch: reported, counted, and the batch goes on."""
@@ -46,23 +43,15 @@ PARTIAL_FAILURE = 3
 
 def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
     """The audio files and the JSON record a restoration writes for ``-o out``."""
-    return audio_outputs(getattr(operator, "sources", None) if operator.num_sources > 1
-                         else None, out)
+    return audio_outputs(operator.sources, out)
 
 
-@functools.lru_cache(maxsize=2)
 def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile: bool = False,
                  checkpointing: bool = False, offload: bool = False) -> Prior:
-    """Load a prior once per process (loading builds or reads the whole model)."""
+    """:func:`diffmusic.priors.cached_prior`, its CUDA error naming ``--device``."""
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: CUDA is not available on this machine")
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # diffusers warns about an empty list of fp32 modules
-    try:
-        return load_prior(name, device, getattr(torch, dtype), compile=compile,
-                          checkpointing=checkpointing, offload=offload)
-    finally:
-        logging.disable(previous)
+    return priors.cached_prior(name, device, dtype, compile, checkpointing, offload)
 
 
 def check_prior(measurement: Measurement, prior: Prior) -> None:
@@ -73,21 +62,42 @@ def check_prior(measurement: Measurement, prior: Prior) -> None:
                        f"{prior.name} prior works at {rate} Hz")
 
 
-def write_outputs(audio_paths: list[Path], waves: list[torch.Tensor], rate: int, json_path: Path,
-                  record: dict, clip_mode: str = "rescale", bits: int | None = None) -> None:
+def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Tensor],
+                  rate: int, record: dict, fields: dict, started: float, clip_mode: str,
+                  bits: int | None = None, rir_file: Path | None = None) -> dict:
     """Bring the audio inside full scale (``clip_mode``, recorded), then write the audio files
     and the record, each atomically; on failure (a full disk...) remove what this call wrote,
     so that no partial restoration is left behind.
+
+    Args:
+        audio_paths: One file per wave.
+        json_path: The record's file.
+        waves: ``(channels, samples)`` each, at ``rate``.
+        rate: Sample rate in Hz.
+        record: The restoration's record.
+        fields: What the command adds (its input, lengths).
+        started: ``time.perf_counter()`` when the command began.
+        clip_mode: See :func:`diffmusic.audio.fit_full_scale`.
+        bits: Integer PCM depth (``None``: float wav, 24-bit flac).
+        rir_file: The impulse response file named in place of its samples.
+
+    Returns:
+        The record written.
 
     Raises:
         OutputError: A file could not be written.
     """
     waves, full_scale = fit_full_scale(waves, clip_mode)
-    record.update(full_scale=full_scale.to_dict(), bits=bits)
+    record = {**compact_rir(record, rir_file), "diffmusic_version": package_version(), **fields,
+              "output": [str(p) for p in audio_paths],
+              "padded_length": record["windows"][0]["length"],
+              "seconds_total": time.perf_counter() - started,
+              "full_scale": full_scale.to_dict(), "bits": bits}
     write_together([*((path, functools.partial(save_audio, wave=wave, sample_rate=rate,
                                                bits=bits))
                       for path, wave in zip(audio_paths, waves, strict=True)),
                     (json_path, functools.partial(write_json, data=record))])
+    return record
 
 
 def compact_rir(record: object, rir_file: Path | None) -> object:
@@ -113,9 +123,8 @@ def check_steps(steps: int, prior: Prior) -> None:
                        f"{prior.num_train_timesteps} training timesteps; use at most that many")
 
 
-def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, out: Path,
+def restore_measurement(measurement: Measurement, prior: Prior, settings: Settings, out: Path,
                         quiet: bool = False, recording: RecordingOptions | None = None,
-                        clip_mode: str = "rescale",
                         bits: int | None = None) -> tuple[Restoration, dict]:
     """Restore ``measurement`` window by window and write the audio and the JSON record for
     ``-o out``; a measurement longer than the prior's window is cut into windows.
@@ -123,11 +132,10 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
     Args:
         measurement: What to restore.
         prior: The diffusion prior.
-        settings: Keyword arguments of :func:`diffmusic.restore.restore`.
+        settings: How to restore (its ``clip_mode`` applies to the written audio).
         out: ``-o`` path (see :func:`output_paths`).
         quiet: Hide the progress bars.
         recording: Segment and overlap of the windows (default: the prior's window, 0.5 s).
-        clip_mode: See :func:`diffmusic.audio.fit_full_scale`.
         bits: Integer PCM depth of the audio (``None``: float wav, 24-bit flac).
 
     Returns:
@@ -135,35 +143,28 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: dict, 
         written next to the audio.
     """
     check_prior(measurement, prior)
-    recording = recording or RecordingOptions()
-    recording.check(prior)
+    restorer = (recording or RecordingOptions()).restorer(prior, settings, quiet)
     operator = measurement.operator
     audio_paths, json_path = output_paths(operator, out)
     start = time.perf_counter()
     try:
-        result = restore_windows(
-            prior, operator_factory(operator), measurement.y, measurement.length,
-            gaps=operator.gaps if isinstance(operator, Inpainting) else None,
-            segment=recording.segment, overlap=recording.overlap,
-            progress=functools.partial(step_progress, quiet=quiet), **settings)
+        result = restorer.restore_windows(operator, measurement.y, measurement.length)
     except ValueError as error:
         raise CliError(f"{measurement.origin}: {error}") from None
     wave = result.wave[0]
     waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
                                                       range(operator.num_sources)]
-    record = {**compact_rir(result.record, None), "diffmusic_version": package_version(),
-              "measurement": str(measurement.origin), "output": [str(p) for p in audio_paths],
-              "sample_rate": operator.sample_rate, "length": measurement.length,
-              "padded_length": result.record["windows"][0]["length"],
-              "seconds_total": time.perf_counter() - start}
-    write_outputs(audio_paths, waves, operator.sample_rate, json_path, record, clip_mode, bits)
+    record = write_outputs(audio_paths, json_path, waves, operator.sample_rate, result.record,
+                           {"measurement": str(measurement.origin),
+                            "sample_rate": operator.sample_rate, "length": measurement.length},
+                           start, settings.clip_mode, bits)
     return result, record
 
 
-def resolve_prompts(settings: dict, sources: list[str] | None) -> None:
-    """Turn the raw ``--prompt`` values in ``settings`` into ``restore``'s ``prompts``."""
+def resolve_prompts(settings: Settings, sources: list[str] | None) -> Settings:
+    """``settings`` with the raw ``--prompt`` values turned into ``restore``'s ``prompts``."""
     try:
-        settings["prompts"] = parse_prompts(settings["prompts"], sources)
+        return settings.replace(prompts=parse_prompts(settings.prompts, sources))
     except ValueError as error:
         raise CliError(f"--prompt: {error}") from None
 
@@ -196,8 +197,8 @@ def job_outputs(options: OperatorOptions, out: Path) -> tuple[list[Path], Path]:
     return audio_outputs((options.sources or list(STEMS)) if separation else None, out)
 
 
-def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
-                 settings: dict) -> dict:
+def restore_file(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
+                 settings: Settings) -> dict:
     """Restore one damaged recording of any length and write its audio and record.
 
     Returns:
@@ -205,18 +206,17 @@ def restore_file(job: Job, options: OperatorOptions, args: argparse.Namespace,
     """
     audio_paths, json_path = job_outputs(options, job.out)
     start = time.perf_counter()
-    result = restore_recording(job.source, options, prior_from_args(args), settings,
-                               recording_options(args), args.quiet)
+    recording = recording_options(args)
+    result = restore_recording(job.source, options,
+                               recording.restorer(prior_from_args(args), settings, args.quiet),
+                               recording)
     wave = result.wave
     waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
-    record = {**compact_rir(result.record, options.rir), "diffmusic_version": package_version(),
-              "input": str(job.source), "output": [str(p) for p in audio_paths],
-              "channels": wave.shape[0], "length": wave.shape[-1],
-              "padded_length": result.record["windows"][0]["length"],
-              "seconds_total": time.perf_counter() - start}
     bits = args.bits if args.bits is not None else pcm_bits(job.source)
-    write_outputs(audio_paths, waves, result.sample_rate, json_path, record, args.clip_mode, bits)
-    return record
+    return write_outputs(audio_paths, json_path, waves, result.sample_rate, result.record,
+                         {"input": str(job.source), "channels": wave.shape[0],
+                          "length": wave.shape[-1]}, start, settings.clip_mode, bits,
+                         options.rir)
 
 
 def run_files(args: argparse.Namespace) -> int:
@@ -229,9 +229,9 @@ def run_files(args: argparse.Namespace) -> int:
         refuse_overwrite([*audio_paths, json_path], inputs)
         if args.mask_file is not None:
             refuse_overwrite([*audio_paths, json_path], [args.mask_file])
-    settings = restore_settings(args)
     separation = options.task == "source_separation"
-    resolve_prompts(settings, list(options.sources or STEMS) if separation else None)
+    settings = resolve_prompts(restore_settings(args),
+                               list(options.sources or STEMS) if separation else None)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
     pending = [job for job in jobs if not skip_existing(job_outputs(options, job.out)[0], args)]
@@ -264,11 +264,11 @@ def check_prior_options(args: argparse.Namespace) -> None:
     """Refuse ``--steps`` and recording options the prior cannot run (loads the prior)."""
     prior = prior_from_args(args)
     check_steps(args.steps, prior)
-    recording_options(args).check(prior)
+    recording_options(args).restorer(prior, restore_settings(args), quiet=True)
 
 
-def restore_job(job: Job, options: OperatorOptions, args: argparse.Namespace,
-                settings: dict) -> dict | Exception:
+def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
+                settings: Settings) -> dict | Exception:
     """:func:`restore_file`, with a file's own failure returned rather than raised."""
     try:
         return restore_file(job, options, args, settings)
@@ -276,8 +276,8 @@ def restore_job(job: Job, options: OperatorOptions, args: argparse.Namespace,
         return error
 
 
-def _restore_on_worker(job: Job, options: OperatorOptions, args: argparse.Namespace,
-                       settings: dict) -> dict | Exception:
+def _restore_on_worker(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
+                       settings: Settings) -> dict | Exception:
     """:func:`restore_job` in a Ray worker: prior checked once per process, no progress bars."""
     quiet = argparse.Namespace(**{**vars(args), "quiet": True})
     try:
@@ -287,14 +287,14 @@ def _restore_on_worker(job: Job, options: OperatorOptions, args: argparse.Namesp
     return restore_job(job, options, quiet, settings)
 
 
-def ray_restore(restore: functools.partial, jobs: list[Job],
-                address: str) -> Iterator[tuple[Job, dict | BaseException]]:
+def ray_restore(restore: functools.partial, jobs: list[FileJob],
+                address: str) -> Iterator[tuple[FileJob, dict | BaseException]]:
     """The jobs restored as Ray tasks, each writing its own outputs (atomically, as here)."""
     options = restore.keywords["options"]
     if options.rir is not None:  # a worker's folder is not ours: every path absolute
         options = dataclasses.replace(options, rir=options.rir.resolve())
     on_worker = functools.partial(_restore_on_worker, **{**restore.keywords, "options": options})
-    absolute = [Job(job.source.resolve(), job.out.resolve()) for job in jobs]
+    absolute = [FileJob(job.source.resolve(), job.out.resolve()) for job in jobs]
     try:
         for i, result in ray_imap(on_worker, absolute, address):
             yield jobs[i], result
@@ -327,15 +327,15 @@ def run(args: argparse.Namespace) -> int:
     measurement = measurement_from_args(args)
     audio_paths, json_path = output_paths(measurement.operator, args.output)
     refuse_overwrite([*audio_paths, json_path], measurement.inputs)
-    settings = restore_settings(args)
     operator = measurement.operator
-    resolve_prompts(settings, operator.sources if operator.num_sources > 1 else None)
+    settings = resolve_prompts(restore_settings(args),
+                               operator.sources if operator.num_sources > 1 else None)
     if skip_existing(audio_paths, args):
         return 0
     prior = prior_from_args(args)
     check_steps(args.steps, prior)
     _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet,
-                                    recording_options(args), args.clip_mode, args.bits)
+                                    recording_options(args), args.bits)
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
               f"{record['seconds_total']:.1f} s)", file=sys.stderr)

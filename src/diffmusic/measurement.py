@@ -1,4 +1,9 @@
-"""Measurement folders (written by ``degrade``, read by ``restore``) and measurement files."""
+"""Measurement folders (written by ``diffmusic degrade``, read by ``diffmusic restore``) and
+measurement files.
+
+Every function raises ``ValueError`` with a message that names the file for what a user can fix
+(a malformed folder, a measurement of the wrong shape), and ``OutputError`` for a failed write.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,9 @@ import torch
 from torch import Tensor
 
 from diffmusic.audio import load_audio, require_signal, save_audio
-from diffmusic.cli.build import padded_length
-from diffmusic.cli.errors import CliError
-from diffmusic.cli.options import STFT_HOP
+from diffmusic.dsp import fit_length
 from diffmusic.files import write_together
-from diffmusic.longform import fit_length
-from diffmusic.operators import OPERATORS, Operator, from_spec
-from diffmusic.recording import measurement_shape
+from diffmusic.operators import Operator, from_spec
 from diffmusic.report import write_json, write_npy
 
 MEASUREMENT_JSON = "measurement.json"
@@ -53,14 +54,14 @@ def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
     """Zero-pad ``y`` (batch of one) to the shape of ``operator``'s measurements.
 
     Raises:
-        CliError: ``y`` does not have the measurement's shape or is longer than the clip.
+        ValueError: ``y`` does not have the measurement's shape or is longer than the clip.
     """
-    expected = (1, *measurement_shape(operator))
+    expected = (1, *operator.measurement_shape())
     if y.shape[:-1] != expected[:-1]:
-        raise CliError(f"{origin}: a {operator.task} measurement has shape "
+        raise ValueError(f"{origin}: a {operator.task} measurement has shape "
                        f"{expected[1:-1]} x length, got {tuple(y.shape[1:])}")
     if y.shape[-1] > expected[-1]:
-        raise CliError(f"{origin}: the measurement is longer than the operator's clip of "
+        raise ValueError(f"{origin}: the measurement is longer than the operator's clip of "
                        f"{operator.num_samples} samples")
     return fit_length(y, expected[-1])
 
@@ -68,51 +69,42 @@ def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
 def load_magnitude(path: Path) -> Tensor:
     """A magnitude measurement ``(frequency bins, frames)`` from ``.npy``, shape ``(1, F, T)``."""
     if not path.is_file():
-        raise CliError(f"{path}: no such file")
+        raise ValueError(f"{path}: no such file")
     with open(path, "rb") as file:
         magic = file.read(len(NPY_MAGIC))
     if magic != NPY_MAGIC:
-        raise CliError(f"{path}: not a .npy array; phase_retrieval restores a magnitude "
+        raise ValueError(f"{path}: not a .npy array; phase_retrieval restores a magnitude "
                        "spectrogram (frequency bins x frames) saved with numpy.save")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise CliError(f"{path}: not a readable .npy array ({error})") from None
+        raise ValueError(f"{path}: not a readable .npy array ({error})") from None
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating) or array.shape[1] < 2:
-        raise CliError(f"{path}: expected a float array of shape (frequency bins, frames), got "
+        raise ValueError(f"{path}: expected a float array of shape (frequency bins, frames), got "
                        f"{array.dtype} {array.shape}")
     if not np.isfinite(array).all() or (array < 0).any():
-        raise CliError(f"{path}: magnitudes must be finite and non-negative")
+        raise ValueError(f"{path}: magnitudes must be finite and non-negative")
     return torch.from_numpy(array.astype(np.float32))[None]
 
 
-def load_measurement(path: Path, task: str, measurement_rate: int, sample_rate: int,
-                     hop_length: int = STFT_HOP) -> tuple[Tensor, int]:
-    """Read a measurement file of ``task`` and infer the clip length it implies.
-
-    Args:
-        path: An audio file (resampled to ``measurement_rate``) or, for magnitude
-            measurements, a ``.npy`` array ``(n_fft // 2 + 1, frames)``.
-        task: The task, which fixes the kind of measurement.
-        measurement_rate: Rate of audio measurements in Hz.
-        sample_rate: Rate of the clip in Hz.
-        hop_length: STFT hop of magnitude measurements in samples.
+def load_measurement(path: Path, operator: Operator) -> Tensor:
+    """Read a measurement file of ``operator``: an audio file (resampled to the measurement
+    rate) or, for magnitude measurements, a ``.npy`` array ``(n_fft // 2 + 1, frames)``.
 
     Returns:
-        The measurement ``(1, ...)`` and the clip length in samples at ``sample_rate``.
+        The measurement, ``(1, ...)``.
     """
-    if OPERATORS[task].measurement_kind == "magnitude":
-        magnitude = require_signal(load_magnitude(path), path)
-        return magnitude, (magnitude.shape[-1] - 1) * hop_length
-    wave, _ = load_audio(path, measurement_rate, mono=True)
-    return require_signal(wave, path), wave.shape[-1] * sample_rate // measurement_rate
+    if operator.measurement_kind == "magnitude":
+        return require_signal(load_magnitude(path), path)
+    wave, _ = load_audio(path, operator.measurement_rate, mono=True)
+    return require_signal(wave, path)
 
 
 def folder_outputs(folder: Path, operator: Operator) -> dict[str, Path]:
     """Files a measurement folder holds: the measurement, JSON and clean reference(s)."""
-    sources = getattr(operator, "sources", None)
+    sources = operator.sources or []
     suffix = ".npy" if operator.measurement_kind == "magnitude" else ".wav"
     files = {"json": folder / MEASUREMENT_JSON, "measurement": folder / f"measurement{suffix}"}
     if operator.num_sources == 1:
@@ -180,11 +172,11 @@ def read_measurement(folder: Path) -> Measurement:
     """Read a folder written by :func:`write_measurement` (or by hand in the same format).
 
     Raises:
-        CliError: A missing or malformed ``measurement.json`` or measurement file.
+        ValueError: A missing or malformed ``measurement.json`` or measurement file.
     """
     json_path = folder / MEASUREMENT_JSON
     if not json_path.is_file():
-        raise CliError(f"{folder}: no {MEASUREMENT_JSON} (make one with diffmusic degrade, or "
+        raise ValueError(f"{folder}: no {MEASUREMENT_JSON} (make one with diffmusic degrade, or "
                        "restore a file with --task)")
     try:
         info = json.loads(json_path.read_text(encoding="utf-8"))
@@ -192,16 +184,16 @@ def read_measurement(folder: Path) -> Measurement:
         length = int(info["length"])
         name = str(info["measurement"])
     except (ValueError, KeyError, TypeError) as error:
-        raise CliError(f"{json_path}: not a valid measurement description ({error!r})") from None
+        raise ValueError(f"{json_path}: not a valid measurement description ({error!r})") from None
     try:
-        operator = from_spec({**spec, "num_samples": padded_length(int(spec["num_samples"]))})
+        operator = from_spec(spec)
     except (ValueError, KeyError, TypeError) as error:
-        raise CliError(f"{json_path}: bad operator spec ({error})") from None
+        raise ValueError(f"{json_path}: bad operator spec ({error})") from None
     if not 0 < length <= operator.num_samples:
-        raise CliError(f"{json_path}: length {length} does not fit the operator's "
+        raise ValueError(f"{json_path}: length {length} does not fit the operator's "
                        f"{operator.num_samples} samples")
     path = folder / name
-    y, _ = load_measurement(path, operator.task, operator.measurement_rate, operator.sample_rate)
+    y = load_measurement(path, operator)
     clean = info.get("clean")
     clean_files = [clean] if isinstance(clean, str) else list((clean or {}).values())
     inputs = [json_path, path, *(folder / c for c in clean_files)]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.audio import load_audio
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
 
 MELODY = (69, 72, 74, 76, 79, 76, 74, 72)
 """MIDI notes of the melody (A minor pentatonic), one per 0.64 s."""
@@ -72,7 +73,7 @@ def drums(num_samples: int, sample_rate: int, generator: torch.Generator) -> Ten
     return out
 
 
-def synth_stems(num_samples: int = 81920, sample_rate: int = 16000,
+def synth_stems(num_samples: int = CLIP_SAMPLES, sample_rate: int = SAMPLE_RATE,
                 seed: int = 0) -> dict[str, Tensor]:
     """Three stems of a synthetic song (melody as ``vocals``, ``drums``, ``bass``).
 
@@ -97,7 +98,8 @@ def bundled_clip() -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
-def demo_clip(num_samples: int = 81920, sample_rate: int = 16000) -> tuple[Tensor, str]:
+def demo_clip(num_samples: int = CLIP_SAMPLES,
+              sample_rate: int = SAMPLE_RATE) -> tuple[Tensor, str]:
     """The demo's clip ``(1, N)`` and where it came from: the bundled clip, else the synth song."""
     path = bundled_clip()
     if path is not None:
@@ -105,4 +107,4 @@ def demo_clip(num_samples: int = 81920, sample_rate: int = 16000) -> tuple[Tenso
         wave = torch.nn.functional.pad(wave, (0, max(0, num_samples - wave.shape[-1])))
         return wave[:, :num_samples], str(path)
     song = sum(synth_stems(num_samples, sample_rate).values())
-    return song[None], "synthetic song (diffmusic.cli.synth)"
+    return song[None], "synthetic song (diffmusic.synth)"
