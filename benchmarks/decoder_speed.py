@@ -45,9 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from diffmusic.cli.synth import demo_clip
     from diffmusic.dsp import log_mel
     from diffmusic.priors import load_prior
+    from diffmusic.synth import demo_clip
 
     prior = load_prior(args.prior)
     if getattr(prior, "decoder", None) is None:

@@ -1,7 +1,7 @@
 """Seconds per DiffMusic step and per 5.12 s restoration on the embedded prior, peak memory.
 
 Each (threads, task) runs in a fresh process so that its peak RSS is its own. The clip is the
-bundled demo clip; the sampler, steps and step sizes are the defaults of ``restore()`` (the
+bundled demo clip; the sampler, steps and step sizes are the default ``Settings`` (the
 shipped tuned file, whose warm starts run only the tail of the schedule). Seconds per step is
 the sampler's own time divided by the steps it ran; the restoration time adds conditioning, the
 warm start's baseline and encoding, the final decode and the projection.
@@ -26,10 +26,10 @@ def measure(task: str, steps: int, threads: int, dtype: str) -> dict:
     """One restoration of the demo clip; runs in this process."""
     import torch
 
-    from diffmusic.cli.synth import demo_clip, synth_stems
     from diffmusic.operators import OPERATORS, SourceSeparation
     from diffmusic.priors import load_prior
-    from diffmusic.restore import restore
+    from diffmusic.restoration import Restorer, Settings
+    from diffmusic.synth import demo_clip, synth_stems
 
     torch.set_num_threads(threads)
     prior = load_prior("embedded", dtype=getattr(torch, dtype))
@@ -41,10 +41,10 @@ def measure(task: str, steps: int, threads: int, dtype: str) -> dict:
     else:
         operator, clean = OPERATORS[task](prior.sample_rate, clip.shape[-1]), clip
     y = operator.degrade(clean)
-    restore(prior, operator, y, steps=2)  # warm-up: first calls allocate and pick kernels
+    Restorer(prior, Settings(steps=2)).restore(operator, y)  # warm-up: allocate, pick kernels
     ran = []
     start = time.perf_counter()
-    result = restore(prior, operator, y, steps=steps, callback=ran.append)
+    result = Restorer(prior, Settings(steps=steps)).restore(operator, y, callback=ran.append)
     total = time.perf_counter() - start
     return {"task": task, "threads": threads, "dtype": dtype, "steps": steps,
             "steps_run": len(ran), "s_per_step": result.record["seconds"] / len(ran),

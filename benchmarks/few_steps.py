@@ -1,7 +1,7 @@
 """Level of few-step restorations: peak and RMS of the demo clip restored at 2, 4, 8 and 25 steps.
 
 The measurement is the bundled demo clip degraded by each task (as ``diffmusic degrade clip.wav
---task TASK`` does); every restoration uses ``restore()``'s defaults (the shipped tuned file,
+--task TASK`` does); every restoration uses the default ``Settings`` (the shipped tuned file,
 projection on), as ``diffmusic restore MEAS -o OUT --steps N`` does. Printed: the output's peak,
 its RMS over the clean clip's (the ``RMS x`` of the fresh-machine issue) and its level in dB
 against the 25-step run.
@@ -21,9 +21,9 @@ import torch
 from diffmusic.audio import load_audio
 from diffmusic.operators import OPERATORS, TASKS
 from diffmusic.priors import load_prior
-from diffmusic.restore import restore
+from diffmusic.restoration import Restorer, Settings
+from diffmusic.restoration.tuned import TUNED_DIR
 from diffmusic.samplers import SAMPLERS
-from diffmusic.tuning import TUNED_DIR
 
 STEPS = (2, 4, 8, 25)
 
@@ -50,8 +50,8 @@ def main() -> None:
                  if operator.num_sources > 1 else clip)
         y = operator.degrade(clean, torch.Generator().manual_seed(0))
         for sampler in args.samplers:
-            waves = {steps: restore(prior, operator, y, sampler=sampler, steps=steps).wave
-                     for steps in STEPS}
+            waves = {steps: Restorer(prior, Settings(sampler=sampler, steps=steps))
+                     .restore(operator, y).wave for steps in STEPS}
             cells = [f"{float(w.abs().max()):.2f}, {rms(w) / rms(clean):.2f}x, "
                      f"{20 * math.log10(rms(w) / rms(waves[25])):+.1f}"
                      for w in waves.values()]

@@ -24,7 +24,7 @@ import torch
 from diffmusic.operators import Inpainting
 from diffmusic.priors.audioldm2 import audioldm2_prior
 from diffmusic.priors.musicldm import musicldm_prior
-from diffmusic.restore import restore
+from diffmusic.restoration import Settings, restore
 
 # the random full-size components are test material, kept in tests/hf_components.py
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -68,8 +68,9 @@ def bench(model: str, steps: int, device: torch.device, dtype: torch.dtype,
             torch.cuda.reset_peak_memory_stats(device)
         stamps = [time.perf_counter()]
         stamp = stamps.append
-        result = restore(prior, op, y, sampler=sampler, steps=steps, seed=0, prompts="piano",
-                         guidance_scale=3.0, callback=lambda _, add=stamp: add(time.perf_counter()))
+        settings = Settings(sampler=sampler, steps=steps, seed=0, prompts="piano",
+                            guidance_scale=3.0)
+        result = restore(prior, op, y, settings, lambda _, add=stamp: add(time.perf_counter()))
         per_step = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
         first = stamps[1] - stamps[0]
         print(f"{model} {sampler}: {statistics.median(per_step or [first]):.2f} s/step "

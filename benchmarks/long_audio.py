@@ -1,4 +1,5 @@
-"""Time and peak memory of ``diffmusic restore`` on long 44.1 kHz stereo recordings.
+"""Time and peak memory of restoring long 44.1 kHz stereo recordings (the library path of
+``diffmusic restore FILE --task TASK``: :meth:`diffmusic.restoration.Restorer.restore_recording`).
 
 Each run is a fresh process (so that its peak RSS is its own; the prior is loaded before the
 clock starts) on a synthetic music-like song of the given length: ``inpainting`` with three
@@ -34,8 +35,8 @@ RATE = 44100
 FADE = 0.005
 CUTOFF = 4000
 """Hz: the cutoff of super-resolution with factor 2 at the prior's 16 kHz."""
-TASK_ARGS = {"inpainting": [], "dereverberation": ["--rt60", "0.5"],
-             "super_resolution": ["--factor", "2"]}
+TASK_OPTIONS = {"inpainting": {}, "dereverberation": {"rt60": 0.5},
+                "super_resolution": {"factor": 2}}
 
 
 def gaps_for(seconds: float) -> list[tuple[float, float]]:
@@ -70,20 +71,26 @@ def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]],
 
 def one(task: str, song: Path, gaps: str, out: Path, steps: int, prior: str) -> dict:
     """Restore one song in this process (the child); returns time, windows and peak RSS."""
-    from diffmusic.cli import main
-    from diffmusic.priors import cached_prior
+    from functools import partial
 
-    cached_prior(prior)  # loaded once per process; not part of the timing
-    extra = ["--gap", gaps] if task == "inpainting" else TASK_ARGS[task]
+    from diffmusic.audio import load_audio, save_audio
+    from diffmusic.operators import OPERATORS
+    from diffmusic.priors import cached_prior
+    from diffmusic.restoration import Restorer, Settings
+
+    restorer = Restorer(cached_prior(prior), Settings(steps=steps))  # not part of the timing
+    options = dict(TASK_OPTIONS[task])
+    if task == "inpainting":
+        options["gaps"] = [tuple(map(float, gap.split("-"))) for gap in gaps.split(",")]
     start = time.perf_counter()
-    code = main(["restore", str(song), "--task", task, *extra, "-o", str(out), "--prior", prior,
-                 "--steps", str(steps), "--quiet"])
+    wave, rate = load_audio(song)
+    result = restorer.restore_recording(partial(OPERATORS[task].from_options, **options), wave,
+                                        rate)
+    save_audio(out, result.wave, result.sample_rate)
     seconds_taken = time.perf_counter() - start
-    if code != 0:
-        raise SystemExit(f"restore failed with status {code}")
-    record = json.loads(out.with_suffix(".json").read_text())
-    return {"seconds": round(seconds_taken, 2), "windows": len(record["windows"]),
-            "seconds_windows": round(sum(w["seconds_window"] for w in record["windows"]), 2),
+    windows = result.record["windows"]
+    return {"seconds": round(seconds_taken, 2), "windows": len(windows),
+            "seconds_windows": round(sum(w["seconds_window"] for w in windows), 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
@@ -133,7 +140,8 @@ def measure(task: str, seconds: float, steps: int, prior: str, folder: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[30, 90, 180])
-    parser.add_argument("--tasks", nargs="+", choices=list(TASK_ARGS), default=list(TASK_ARGS))
+    parser.add_argument("--tasks", nargs="+", choices=list(TASK_OPTIONS),
+                        default=list(TASK_OPTIONS))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--prior", default="tiny")
     parser.add_argument("--one", nargs=4, metavar=("TASK", "SONG", "GAPS", "OUT"),

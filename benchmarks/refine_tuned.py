@@ -26,9 +26,9 @@ def main() -> None:
     """Score, choose, rewrite the tuned file."""
     import torch
 
-    from diffmusic.bench.main import BenchOptions, load_clips
+    from diffmusic.bench.options import BenchOptions, load_clips
     from diffmusic.bench.run import RunConfig, Runner
-    from diffmusic.bench.tune import METRIC, mean_score, settings_text
+    from diffmusic.bench.tune import METRIC, best_value, mean_score, settings_text, with_choice
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tuned", type=Path)
@@ -53,7 +53,7 @@ def main() -> None:
     clips = load_clips(opts, [args.task])[args.task]
     runner = Runner(RunConfig(prior=tuned["prior"], steps=tuned["steps"], embedding=None,
                               tuned=False))
-    metric, sign = METRIC.get(args.task, ("lsd", 1))
+    metric = METRIC.get(args.task, ("lsd", 1))[0]
     choices = tuned["per_task"][args.task]
     for method in args.methods or list(choices):
         fixed = {k: v for k, v in choices[method].items() if k != args.key}
@@ -64,11 +64,10 @@ def main() -> None:
                                            clips)
             print(f"{args.task} {method} {at} {args.key}={value}: {metric} "
                   f"{means[str(value)]:.4f} over {len(clips)} clips", flush=True)
-        best = min(args.values, key=lambda v: sign * means[str(v)])
+        best = best_value(args.task, means, tuple(args.values))
         latest = json.loads(args.tuned.read_text())  # other processes may refine other methods
         latest["scores"][args.task][f"{method} {args.key} at {at} ({len(clips)} clips)"] = means
-        latest["per_task"][args.task][method] = (
-            fixed if best == args.neutral else {**fixed, args.key: best})
+        latest["per_task"][args.task][method] = with_choice(fixed, args.key, best, args.neutral)
         args.tuned.write_text(json.dumps(latest, indent=1))
         print(json.dumps({method: latest["per_task"][args.task][method]}), flush=True)
 

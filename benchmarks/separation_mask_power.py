@@ -34,10 +34,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from diffmusic.bench.datasets import stem_clips
-    from diffmusic.bench.run import score
     from diffmusic.operators import SourceSeparation
     from diffmusic.priors import load_prior
-    from diffmusic.restore import restore
+    from diffmusic.restoration import Restorer, Settings
 
     prior = load_prior(args.prior)
     scores: dict[str, list[float]] = {}
@@ -49,13 +48,13 @@ def main() -> None:
         any_op = operators[args.powers[0]]
         y = any_op(reference[None])
         scores.setdefault("masking", []).append(
-            score(any_op, any_op.masking(y)[0], reference, y[0])["si_sdri"])
+            any_op.score(any_op.masking(y)[0], reference, y[0])["si_sdri"])
         for sampler in args.samplers:
-            raw = restore(prior, any_op, y, sampler=sampler, steps=args.steps,
-                          project=False).raw
+            settings = Settings(sampler=sampler, steps=args.steps, project=False)
+            raw = Restorer(prior, settings).restore(any_op, y).raw
             for p, op in operators.items():
                 scores.setdefault(f"{sampler} p={p:g}", []).append(
-                    score(op, op.project(raw, y)[0], reference, y[0])["si_sdri"])
+                    op.score(op.project(raw, y)[0], reference, y[0])["si_sdri"])
     print(json.dumps({name: {"mean": round(statistics.fmean(v), 2),
                              "windows": [round(x, 2) for x in v]}
                       for name, v in scores.items()}, indent=1))

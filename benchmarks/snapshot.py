@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from diffmusic.names import SAMPLER_NAMES, TASKS
-from diffmusic.tuning import TUNED_DIR
+from diffmusic.restoration.tuned import TUNED_DIR
 
 CLIP = TUNED_DIR.parent / "demo" / "clip.wav"
 STEPS = "4"

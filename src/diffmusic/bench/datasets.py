@@ -18,8 +18,8 @@ from torch import Tensor
 
 from diffmusic.audio import AudioError, load_audio
 from diffmusic.dsp.resample import resample
+from diffmusic.names import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 CLIP_SECONDS = 5.12
 OFFSET_SECONDS = 30.0
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

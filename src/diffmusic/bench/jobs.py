@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 
-from diffmusic.operators import OPERATORS, TASKS, Operator, SourceSeparation
+from diffmusic.operators import OPERATORS, TASKS
 
 DIFFUSION_METHODS: dict[str, tuple[str, bool]] = {
     "dps": ("dps", True), "dsg": ("dsg", True), "mpgd": ("mpgd", True),
@@ -30,23 +29,14 @@ class Job:
         return (self.clip, self.task, self.method, self.seed)
 
 
-@cache
-def baseline_names(task: str) -> tuple[str, ...]:
-    """The classical baselines of ``task``'s operator, by name."""
-    cls = OPERATORS[task]
-    op: Operator = cls(16000, 81920, sources=("a", "b")) if cls is SourceSeparation \
-        else cls(16000, 81920)
-    return tuple(op.baselines())
-
-
 def task_methods(task: str) -> tuple[str, ...]:
-    """Every method of ``task``: its baselines, then the diffusion methods."""
-    return baseline_names(task) + tuple(DIFFUSION_METHODS)
+    """Every method of ``task``: its operator's baselines, then the diffusion methods."""
+    return OPERATORS[task].baseline_names + tuple(DIFFUSION_METHODS)
 
 
 def all_methods() -> list[str]:
     """Every method name of every task, in table order."""
-    names = [m for t in TASKS for m in baseline_names(t)]
+    names = [m for t in TASKS for m in OPERATORS[t].baseline_names]
     return list(dict.fromkeys(names + list(DIFFUSION_METHODS)))
 
 

@@ -3,75 +3,19 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from diffmusic.audio import AudioError
-from diffmusic.bench.datasets import AUDIO_SUFFIXES, MUSDB_STEMS, Clip, audio_clips, stem_clips
 from diffmusic.bench.execute import execute, tasks
 from diffmusic.bench.jobs import plan, task_methods
+from diffmusic.bench.options import BenchOptions, has_audio, load_clips
 from diffmusic.bench.run import RunConfig
 from diffmusic.bench.store import Store
 from diffmusic.bench.tables import spectrogram_grids, update_fad, write_tables
+from diffmusic.bench.tune import tune
 from diffmusic.operators import TASKS
-from diffmusic.priors import DEFAULT_PRIOR
-
-
-@dataclass
-class BenchOptions:
-    """Everything ``diffmusic bench`` was asked (see :mod:`diffmusic.cli.bench`)."""
-
-    data: Path
-    out: Path
-    stems: Path | None = None
-    tasks: list[str] | None = None
-    methods: list[str] | None = None
-    sources: list[str] | None = None
-    prior: str = DEFAULT_PRIOR
-    steps: int = 50
-    seeds: int = 1
-    limit: int | None = None
-    clip_seconds: float = 5.12
-    offset: float = 30.0
-    noise_snr: float | None = None
-    embedding: str = "auto"
-    workers: int = 1
-    ray: str | None = None
-    tune_data: Path | None = None
-    tune_stems: Path | None = None
-    tune_limit: int | None = None
-    defaults: Path | None = None
-    quiet: bool = False
-    command: str = ""
-
-
-def _has_audio(folder: Path) -> bool:
-    return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.iterdir())
-
-
-def load_clips(opts: BenchOptions, task_names: list[str]) -> dict[str, list[Clip]]:
-    """Clips per task: DATA's files (or song mixtures) and the song folders' stems.
-
-    Raises:
-        AudioError: A requested task has no clips.
-    """
-    if not opts.data.is_dir():
-        raise NotADirectoryError(f"{opts.data}: not a folder")
-    window = {"seconds": opts.clip_seconds, "offset": opts.offset, "limit": opts.limit}
-    out: dict[str, list[Clip]] = {}
-    single = [t for t in task_names if t != "source_separation"]
-    if single:
-        clips = audio_clips(opts.data, **window) if _has_audio(opts.data) \
-            else stem_clips(opts.data, ("mixture",), **window)
-        for clip in clips:
-            clip.wave, clip.sources = clip.wave.reshape(-1), ()
-        out.update({t: clips for t in single})
-    if "source_separation" in task_names:
-        out["source_separation"] = stem_clips(opts.stems or opts.data,
-                                              opts.sources or MUSDB_STEMS, **window)
-    return out
 
 
 def _resolve_tasks(opts: BenchOptions) -> list[str]:
@@ -79,7 +23,7 @@ def _resolve_tasks(opts: BenchOptions) -> list[str]:
     unknown = sorted(set(names) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-    if opts.tasks is None and opts.stems is None and _has_audio(opts.data):
+    if opts.tasks is None and opts.stems is None and has_audio(opts.data):
         names = [t for t in names if t != "source_separation"]
     if opts.methods:
         known = {m for t in names for m in task_methods(t)}
@@ -106,7 +50,7 @@ def _embedding(name: str) -> str | None:
 
 def _tuned_file(opts: BenchOptions) -> Path | None:
     """``--defaults``, else ``RESULTS/tuned.json`` if a tuning run wrote it, else ``None``
-    (the prior's shipped defaults, see :func:`diffmusic.tuning.load_tuned`)."""
+    (the prior's shipped defaults, see :func:`diffmusic.restoration.tuned.load_tuned`)."""
     path = opts.defaults or opts.out / "tuned.json"
     return path if opts.defaults or path.is_file() else None
 
@@ -120,8 +64,6 @@ def bench(opts: BenchOptions) -> dict:
     config = RunConfig(prior=opts.prior, steps=opts.steps, noise_snr=opts.noise_snr,
                        embedding=embedding, audio_dir=opts.out / "audio")
     if opts.tune_data is not None:
-        from diffmusic.bench.tune import tune
-
         tune(opts, config)
     config.tuned = _tuned_file(opts)
     config.grid_clips = {t: cs[0].name for t, cs in clips.items() if cs}

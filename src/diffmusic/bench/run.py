@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,28 +11,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffmusic.bench.datasets import SAMPLE_RATE, Clip
+from diffmusic.bench.datasets import Clip
 from diffmusic.bench.jobs import DIFFUSION_METHODS, Job
 from diffmusic.bench.memory import PeakMemory
-from diffmusic.metrics import LSD_EPS, lsd, lsd_hf, museval_sdr, si_sdr
-from diffmusic.operators import (
-    Dereverberation,
-    Inpainting,
-    Operator,
-    PhaseRetrieval,
-    SourceSeparation,
-    SuperResolution,
-)
-from diffmusic.priors import DEFAULT_PRIOR
+from diffmusic.metrics import LSD_EPS
+from diffmusic.names import SAMPLE_RATE
+from diffmusic.operators import OPERATORS, Operator
+from diffmusic.operators.source_separation import SILENT_DB
+from diffmusic.priors import DEFAULT_PRIOR, cached_prior
 from diffmusic.priors.base import Prior
-from diffmusic.tuning import TunedSource
-
-PAPER_GAP = (2.0 / 5.12, 3.0 / 5.12)
-"""The inpainting gap as a fraction of the clip: [2.00 s, 3.00 s) of a 5.12 s clip."""
-SILENT_DB = -30.0
-"""Separation: stems this far below the mixture's energy count as silent and are left out of the
-means (their SI-SDR and LSD are meaningless), as MUSDB evaluations skip silent references."""
-
+from diffmusic.restoration import Restorer, Settings
+from diffmusic.restoration.tuned import TunedSource
 
 METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": LSD_EPS,
                            "log": "log10(|X|+eps)", "reduce": "rms over bins, mean over frames"},
@@ -47,56 +35,10 @@ METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": L
 
 
 def make_operator(task: str, clip: Clip, noise_snr: float | None = None) -> Operator:
-    """The protocol's operator of ``task`` (DESIGN.md section 3) for ``clip``'s length."""
-    n = clip.wave.shape[-1]
-    seconds = n / SAMPLE_RATE
-    common = {"noise_snr": noise_snr}
-    if task == "inpainting":
-        gap = (round(PAPER_GAP[0] * seconds, 4), round(PAPER_GAP[1] * seconds, 4))
-        return Inpainting(SAMPLE_RATE, n, gaps=[gap], **common)
-    if task == "super_resolution":
-        return SuperResolution(SAMPLE_RATE, n, factor=2, **common)
-    if task == "phase_retrieval":
-        return PhaseRetrieval(SAMPLE_RATE, n, **common)
-    if task == "dereverberation":
-        return Dereverberation(SAMPLE_RATE, n, **common)
-    if task == "source_separation":
-        return SourceSeparation(SAMPLE_RATE, n, sources=clip.sources, **common)
-    raise ValueError(f"unknown task {task!r}")
-
-
-def active_sources(ref: Tensor, y: Tensor) -> Tensor:
-    """Mask of the stems of ``ref`` ``(K, N)`` that are not silent relative to the mixture."""
-    energy = ref.double().pow(2).sum(-1)
-    active = energy >= y.double().pow(2).sum() * 10 ** (SILENT_DB / 10)
-    return active if bool(active.any()) else torch.ones_like(active)
-
-
-def score(operator: Operator, est: Tensor, ref: Tensor, y: Tensor) -> dict:
-    """Per-clip metrics of the estimate ``est`` of ``ref`` (both ``(N,)`` or ``(K, N)``)."""
-    per_lsd = lsd(est, ref)
-    per_source = si_sdr(est, ref)
-    if not isinstance(operator, SourceSeparation):
-        row = {"lsd": float(per_lsd), "si_sdr": float(per_source)}
-        if isinstance(operator, SuperResolution):
-            row["lsd_hf"] = float(lsd_hf(est, ref, operator.cutoff_hz, SAMPLE_RATE))
-        return row
-    active = active_sources(ref, y)
-    base = si_sdr(y.reshape(1, -1).expand_as(ref), ref)
-    stems = {s: {"si_sdr": float(v), "si_sdri": float(v - b), "lsd": float(d), "active": bool(a)}
-             for s, v, b, d, a in zip(operator.sources, per_source, base, per_lsd, active,
-                                      strict=True)}
-    return {"lsd": float(per_lsd[active].mean()), "si_sdr": float(per_source[active].mean()),
-            "si_sdri": float((per_source - base)[active].mean()),
-            "sdr": museval_sdr(est[active], ref[active], SAMPLE_RATE), "stems": stems}
-
-
-@functools.cache
-def cached_prior(name: str) -> Prior:
-    """:func:`diffmusic.priors.load_prior` once per process and name (priors are read-only)."""
-    from diffmusic.priors import load_prior
-
-    return load_prior(name)
+    """The protocol's operator of ``task`` (DESIGN.md section 3) for ``clip``."""
+    options = {"sources": clip.sources} if clip.sources else {}
+    return OPERATORS[task].from_options(SAMPLE_RATE, clip.wave.shape[-1], noise_snr=noise_snr,
+                                        **options)
 
 
 Embedder = Callable[[Tensor], np.ndarray]
@@ -111,8 +53,10 @@ class RunConfig:
         prior: Prior name for :func:`diffmusic.priors.load_prior`.
         steps: Sampling steps of the diffusion methods.
         noise_snr: Measurement noise SNR in dB (``None``: noiseless, the paper's setting).
-        tuned: Source of the samplers' tuned defaults (see :func:`diffmusic.tuning.load_tuned`).
-        sampler_kwargs: Per task and sampler hyper-parameters that override the tuned ones.
+        tuned: Source of the samplers' tuned defaults (see
+            :func:`diffmusic.restoration.tuned.load_tuned`).
+        device: Where the prior runs.
+        dtype: Parameter dtype of the prior's networks.
         embedding: Name of the FAD embedding (``None``: no FAD).
         audio_dir: Where to save the outputs of ``grid_clips`` (for the spectrogram grids).
         grid_clips: Per task, the clip whose outputs are saved.
@@ -122,7 +66,8 @@ class RunConfig:
     steps: int = 50
     noise_snr: float | None = None
     tuned: TunedSource = None
-    sampler_kwargs: dict[str, dict[str, dict]] = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
     embedding: str | None = None
     audio_dir: Path | None = None
     grid_clips: dict[str, str] = field(default_factory=dict)
@@ -140,7 +85,7 @@ class Runner:
     def prior(self) -> Prior:
         """The diffusion prior (loaded once per process and name)."""
         if self._prior is None:
-            self._prior = cached_prior(self.config.prior)
+            self._prior = cached_prior(self.config.prior, self.config.device, self.config.dtype)
         return self._prior
 
     def embed(self, wave: Tensor) -> np.ndarray | None:
@@ -154,14 +99,17 @@ class Runner:
         waves = wave.reshape(-1, wave.shape[-1])
         return np.concatenate([self._embedder(w) for w in waves])
 
-    def restore(self, job: Job, operator: Operator, y: Tensor) -> tuple[Tensor, Tensor, dict]:
-        """Run a diffusion method: ``(projected, raw, settings)``, each ``(N,)`` or ``(K, N)``."""
-        from diffmusic.restore import restore
+    def restore(self, job: Job, operator: Operator, y: Tensor,
+                keywords: dict | None = None) -> tuple[Tensor, Tensor, dict]:
+        """Run a diffusion method: ``(projected, raw, settings)``, each ``(N,)`` or ``(K, N)``.
 
+        ``keywords`` (a tuned file's sampler keywords) replace the tuned defaults.
+        """
         sampler, _ = DIFFUSION_METHODS[job.method]
-        kwargs = self.config.sampler_kwargs.get(job.task, {}).get(sampler, {})
-        out = restore(self.prior, operator, y[None], sampler=sampler, steps=self.config.steps,
-                      seed=job.seed, tuned=self.config.tuned, **kwargs)
+        settings = Settings.from_keywords(
+            sampler, keywords or {}, steps=self.config.steps, seed=job.seed,
+            tuned=False if keywords is not None else self.config.tuned)
+        out = Restorer(self.prior, settings).restore(operator, y[None])
         rec = out.record
         settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
                     "sampler_settings": rec["settings"], "guidance_scale": rec["guidance_scale"],
@@ -169,7 +117,8 @@ class Runner:
                     "tuned_on": (rec["tuned_defaults"] or {}).get("split")}
         return out.wave[0], out.raw[0], settings
 
-    def run(self, jobs: list[Job], clip: Clip, reference: bool = False) -> list[dict]:
+    def run(self, jobs: list[Job], clip: Clip, reference: bool = False,
+            keywords: dict | None = None) -> list[dict]:
         """Degrade ``clip``, run the group's method(s), score; one row per job.
 
         Args:
@@ -177,6 +126,7 @@ class Runner:
             clip: The clip of the jobs.
             reference: Also return the clean clip's embedding (as a row with method
                 ``reference`` that is not a result).
+            keywords: The sampler's keywords instead of the tuned defaults (tuning).
 
         Returns:
             Result rows; a row's ``embedding`` (if any) belongs in the store's embeddings.
@@ -190,7 +140,7 @@ class Runner:
         start = time.perf_counter()
         with PeakMemory() as memory:
             if job.method in DIFFUSION_METHODS:
-                wave, raw, settings = self.restore(job, operator, y)
+                wave, raw, settings = self.restore(job, operator, y, keywords)
                 outputs = {"diffmusic_raw": raw, **{j.method: wave for j in jobs
                                                     if j.method != "diffmusic_raw"}}
             else:
@@ -208,7 +158,7 @@ class Runner:
                    "seconds": seconds, "peak_mb": memory.peak_mb,
                    "extra": {"peak_delta_mb": memory.delta_mb},
                    "settings": {**settings, "projection": j.method != "diffmusic_raw"},
-                   **score(operator, est, ref, y), "embedding": self.embed(est)}
+                   **operator.score(est, ref, y), "embedding": self.embed(est)}
             if "stems" in row:
                 row["extra"]["stems"] = row.pop("stems")
             rows.append(row)
@@ -232,7 +182,7 @@ class Runner:
         save_audio(folder / f"{job.method}.wav", est[k: k + 1], SAMPLE_RATE)
         if not (folder / "reference.wav").exists():
             save_audio(folder / "reference.wav", ref[k: k + 1], SAMPLE_RATE)
-            name = getattr(operator, "sources", [None])[k] if ref.shape[0] > 1 else None
+            name = operator.sources[k] if operator.sources else None
             (folder / "clip.txt").write_text(job.clip + (f", stem {name}" if name else ""))
         if operator.measurement_kind == "audio" and not (folder / "degraded.wav").exists():
             save_audio(folder / "degraded.wav", y.reshape(1, -1), operator.measurement_rate)

@@ -2,9 +2,9 @@
 
 For every task and guided sampler, every value of :data:`GRID` restores the validation clips;
 the value with the best mean of the task's metric (:data:`METRIC`) wins. The choice is written
-to ``RESULTS/tuned.json`` in the format of :mod:`diffmusic.tuning`, which the benchmark (and,
-named by ``$DIFFMUSIC_TUNED`` or copied to ``diffmusic/assets/tuned/PRIOR.json``, every
-restoration) reads as the samplers' defaults; every result row records its ``split``. The
+to ``RESULTS/tuned.json`` in the format of :mod:`diffmusic.restoration.tuned`, which the
+benchmark (and, named by ``$DIFFMUSIC_TUNED`` or copied to ``diffmusic/assets/tuned/PRIOR.json``,
+every restoration) reads as the samplers' defaults; every result row records its ``split``. The
 benchmark's own clips are never used (the CLI refuses ``--tune-data`` or ``--tune-stems`` equal
 to DATA or ``--stems``); source separation is tuned only when ``--tune-stems`` names validation
 songs with stems.
@@ -13,61 +13,42 @@ songs with stems.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from diffmusic.audio import AudioError
 from diffmusic.bench.jobs import Job
+from diffmusic.bench.options import BenchOptions, load_clips
 from diffmusic.bench.run import RunConfig, Runner
+from diffmusic.names import STEP_SIZE
 from diffmusic.operators import TASKS
-from diffmusic.samplers import GAMMA, RHO, SAMPLERS
+from diffmusic.samplers import DEFAULT_ETA, GAMMA, RHO
 
-if TYPE_CHECKING:
-    from diffmusic.bench.main import BenchOptions
-
-GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "diffmusic": ("rho", (RHO / 8, RHO / 4, RHO / 2, RHO, RHO * 2)),
-    "mpgd": ("gamma", (GAMMA / 1000, GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10)),
-    "dps": ("zeta", (0.3, 1.0, 3.0, 10.0, 30.0)),
-    "dsg": ("guidance_rate", (0.005, 0.01, 0.02, 0.05, 0.2, 0.5)),
+GRID: dict[str, tuple[float, ...]] = {
+    "diffmusic": (RHO / 8, RHO / 4, RHO / 2, RHO, RHO * 2),
+    "mpgd": (GAMMA / 1000, GAMMA / 100, GAMMA / 10, GAMMA, GAMMA * 10),
+    "dps": (0.3, 1.0, 3.0, 10.0, 30.0),
+    "dsg": (0.005, 0.01, 0.02, 0.05, 0.2, 0.5),
 }
-"""Sampler -> (step-size keyword, candidate values around the sampler's own default).
-
-Widened where the embedded prior's tuning picked an edge (MPGD's smallest gamma and DPS's
-largest zeta, twice; DiffMusic's smallest rho and DSG's smallest guidance rate); a wider grid
-reuses the scores already in ``tuned.json``."""
+"""Guided sampler -> candidate values of its step size (:data:`diffmusic.names.STEP_SIZE`)
+around its own default; a wider grid reuses the scores already in ``tuned.json``."""
 GUIDANCE: dict[str, tuple[float, ...]] = {"source_separation": (2.0, 4.0)}
-"""Task -> classifier-free guidance scales tried besides 1, at each sampler's chosen step size.
-
-Separation conditions every source on its stem class; guidance strengthens what the class
-means (on the embedded prior's tuning songs scale 2 raised the SI-SDR of DiffMusic from -4.95
-to -4.23 dB and of MPGD from -6.18 to -3.96 dB; 4 was worse for both)."""
+"""Task -> classifier-free guidance scales tried besides 1, at each sampler's chosen step size
+(separation conditions every source on its stem class)."""
 WARM_START: tuple[float, ...] = (0.5, 0.3, 0.15)
-"""Warm-start strengths tried besides 1 (from noise) for every task, after the guidance scale.
-
-The sampler then runs only that fraction of the schedule, from the noised latent of the task's
-classical baseline (:func:`diffmusic.restore.warm_start_from_baseline`). On the embedded prior's
-tuning split it paid off in inpainting for every sampler (DiffMusic LSD 0.122 -> 0.112 at 0.5,
-DSG 0.119 -> 0.112, DPS and MPGD 0.150 and 0.185 -> 0.114 at 0.3) and hurt super-resolution
-badly (DiffMusic 0.39 -> 1.35: below ``t = T / 2`` the prior does not regrow the band the sinc
-baseline lacks). In separation, from the masking baseline, it raised the SI-SDR of DiffMusic,
-DPS and DSG by 8-10 dB at 0.15 on the 6 tuning windows (``benchmarks/refine_tuned.py``; the 2
-windows of the grid search had not told 1 from 0.5)."""
+"""Warm-start strengths tried besides 1 (from noise) for every task, after the guidance scale:
+the sampler then runs only that fraction of the schedule, from the noised latent of the task's
+classical baseline."""
 ETA: tuple[float, ...] = (0.0, 0.5, 1.0)
-"""DDIM noise values tried last, besides the sampler's own default (DiffMusic and DSG 1, DPS and
-MPGD 0), at the choices made before. On the embedded prior's tuning split (4 clips per task,
-``benchmarks/refine_tuned.py --key eta``) DPS gained from 1 in every task it was tried on
-(super-resolution LSD 0.553 -> 0.456), MPGD from 1 in inpainting and 0.5 in super-resolution,
-DiffMusic from 0.5 in phase retrieval (0.0752 -> 0.0742); DiffMusic and DSG kept 1 elsewhere."""
+"""DDIM noise values tried last, besides the sampler's own default
+(:data:`diffmusic.samplers.DEFAULT_ETA`), at the choices made before."""
 METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
@@ -102,18 +83,31 @@ def settings_text(choice: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in choice.items())
 
 
-def mean_score(runner: Runner, task: str, sampler: str, kwargs: dict, clips: list) -> float:
-    """Mean of the task's :data:`METRIC` (else LSD) over ``clips``, restored with ``kwargs``."""
-    runner.config.sampler_kwargs = {task: {sampler: kwargs}}
-    rows = [runner.run([Job(c.name, task, sampler, 0)], c)[0] for c in clips]
+def mean_score(runner: Runner, task: str, sampler: str, keywords: dict, clips: list) -> float:
+    """Mean of the task's :data:`METRIC` (else LSD) over ``clips``, restored with the sampler
+    ``keywords`` (a tuned file's names) instead of any tuned defaults."""
+    rows = [runner.run([Job(c.name, task, sampler, 0)], c, keywords=keywords)[0] for c in clips]
     return float(np.mean([r[METRIC.get(task, ("lsd", 1))[0]] for r in rows]))
+
+
+def best_value(task: str, means: dict[str, float], values: tuple[float, ...]) -> float:
+    """The value of ``values`` whose mean score (``means[str(value)]``) is best for ``task``."""
+    sign = METRIC.get(task, ("lsd", 1))[1]
+    return min(values, key=lambda v: sign * means[str(v)])
+
+
+def with_choice(choice: dict, key: str, value: float, neutral: float | None) -> dict:
+    """``choice`` with ``key`` set to ``value``, or without ``key`` when ``value`` is the
+    ``neutral`` one (the sampler's behaviour without it)."""
+    rest = {k: v for k, v in choice.items() if k != key}
+    return rest if value == neutral else {**rest, key: value}
 
 
 def _follow_ups(task: str, sampler: str) -> list[tuple[str, float, tuple[float, ...]]]:
     """``(keyword, neutral value, values tried besides it)`` tuned after the step size, in order;
     ``eta``'s neutral value is the sampler's default."""
     knobs = [("guidance_scale", 1.0, GUIDANCE[task])] if task in GUIDANCE else []
-    eta = inspect.signature(SAMPLERS[sampler]).parameters["eta"].default
+    eta = DEFAULT_ETA[sampler]
     return [*knobs, ("warm_start", 1.0, WARM_START),
             ("eta", eta, tuple(v for v in ETA if v != eta))]
 
@@ -129,7 +123,7 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
     score).
     """
     scores = tuned["scores"].setdefault(task, {})
-    metric, sign = METRIC.get(task, ("lsd", 1))
+    metric = METRIC.get(task, ("lsd", 1))[0]
 
     def best(sampler: str, means: dict[str, float], key: str, values: tuple[float, ...],
              fixed: dict, desc: str) -> float:
@@ -139,10 +133,10 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
             means[str(value)] = mean_score(runner, task, sampler, {**fixed, key: value},
                                            clips())
             _save(partial, tuned)
-        return min(values, key=lambda v: sign * means[str(v)])
+        return best_value(task, means, values)
 
     for sampler in samplers:
-        param, values = GRID[sampler]
+        param, values = STEP_SIZE[sampler], GRID[sampler]
         means = scores.setdefault(sampler, {})
         step = best(sampler, means, param, values, {}, f"tune {task} {sampler}")
         choice, score = {param: step}, means[str(step)]
@@ -152,8 +146,7 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
             value = best(sampler, k_means, key, (neutral, *tried), choice,
                          f"tune {task} {sampler} {key}")
             score = k_means[str(value)]
-            if value != neutral:
-                choice = {**choice, key: value}
+            choice = with_choice(choice, key, value, neutral)
         tuned["metric"][task] = metric
         tuned["per_task"].setdefault(task, {})[sampler] = choice
         _save(partial, tuned)
@@ -166,15 +159,12 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     resumes where it stopped, and a run with a wider :data:`GRID` scores only the new values
     (when split, steps and clip limit are unchanged).
     """
-    from diffmusic.bench.main import load_clips
-
     assert opts.tune_data is not None
     samplers = [s for s in GRID if opts.methods is None or s in opts.methods
                 or (s == "diffmusic" and "diffmusic_raw" in opts.methods)]
     tune_opts = replace(opts, data=opts.tune_data, stems=opts.tune_stems,
                         limit=opts.tune_limit or opts.limit)
-    runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False,
-                            sampler_kwargs={}))
+    runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False))
     partial = opts.out / "tuned.partial.json"
     tuned = _previous(opts, {"prior": runner.prior.name, "split": _split_name(opts),
                              "metric": {}, "steps": opts.steps, "clips": tune_opts.limit,
@@ -192,4 +182,5 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     return path
 
 
-__all__ = ["ETA", "GRID", "GUIDANCE", "WARM_START", "mean_score", "settings_text", "tune"]
+__all__ = ["ETA", "GRID", "GUIDANCE", "WARM_START", "best_value", "mean_score", "settings_text",
+           "tune", "with_choice"]

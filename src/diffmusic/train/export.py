@@ -8,8 +8,7 @@ Files written (safetensors only, no pickles)::
     unet.safetensors      diffusers UNet2DModel, float16 (cast to float32 when loading)
     config.json           every architecture, the latent scaling, the schedule, mel, classes
 
-:func:`diffmusic.priors.embedded.load_embedded` reads them back (importable from here too, as
-the model card says).
+:func:`diffmusic.priors.embedded.load_embedded` reads them back.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from diffmusic.dsp import MelConfig
 from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
 from diffmusic.priors.embedded import EMBEDDED_DIR as EMBEDDED
 from diffmusic.priors.embedded import FORMAT
-from diffmusic.priors.embedded import load_embedded as load_embedded
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
 from diffmusic.train.decoder import DECODER_CONFIG, vae_digest
 from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG
