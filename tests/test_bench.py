@@ -18,7 +18,7 @@ import torch
 
 from diffmusic.bench.datasets import audio_clips, stem_clips, window_start
 from diffmusic.bench.jobs import group, plan
-from diffmusic.bench.run import make_operator, score
+from diffmusic.bench.run import make_operator
 from diffmusic.bench.store import Store
 from diffmusic.bench.tables import write_tables
 
@@ -94,7 +94,7 @@ def test_separation_scores_leave_silent_stems_out() -> None:
     clip = type("C", (), {"wave": ref, "sources": ("a", "b", "c")})()
     op = make_operator("source_separation", clip)
     y = op(ref[None])[0]
-    row = score(op, ref + 1e-3 * torch.randn(3, N), ref, y)
+    row = op.score(ref + 1e-3 * torch.randn(3, N), ref, y)
     assert row["si_sdr"] > 30 and row["si_sdri"] > 30
     assert not row["stems"]["c"]["active"] and row["stems"]["a"]["active"]
 
@@ -103,7 +103,7 @@ def test_super_resolution_scores_lsd_above_the_low_rate_nyquist() -> None:
     ref = _noise(3, N)
     clip = type("C", (), {"wave": ref, "sources": ()})()
     op = make_operator("super_resolution", clip)
-    row = score(op, op.baseline(op(ref[None]))[0], ref, op(ref[None])[0])
+    row = op.score(op.baseline(op(ref[None]))[0], ref, op(ref[None])[0])
     assert row["lsd_hf"] > row["lsd"] > 0
 
 
@@ -159,10 +159,11 @@ def _songs(folder: Path, seed: int, count: int = 1) -> Path:
 def test_tune_picks_a_step_size_on_the_validation_split_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
-    from diffmusic.bench.main import BenchOptions, bench
-    from diffmusic.tuning import load_tuned
+    from diffmusic.bench.main import bench
+    from diffmusic.bench.options import BenchOptions
+    from diffmusic.restoration.tuned import load_tuned
 
-    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0))})
+    monkeypatch.setattr(tune, "GRID", {"mpgd": (0.5, 2.0)})
     monkeypatch.setattr(tune, "GUIDANCE", {"source_separation": (3.0,)})
     monkeypatch.setattr(tune, "WARM_START", (0.5,))
     monkeypatch.setattr(tune, "ETA", (0.0, 1.0))
@@ -220,11 +221,10 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
 def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
-    from diffmusic.bench.main import BenchOptions
+    from diffmusic.bench.options import BenchOptions
     from diffmusic.bench.run import RunConfig, Runner
 
-    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0)),
-                                       "diffmusic": ("gamma", (1.0, 3.0))})
+    monkeypatch.setattr(tune, "GRID", {"mpgd": (0.5, 2.0), "diffmusic": (1.0, 3.0)})
     monkeypatch.setattr(tune, "WARM_START", ())  # step sizes only: the calls are counted
     monkeypatch.setattr(tune, "ETA", ())
     _write(tmp_path / "valid" / "v.wav", _noise(5, N // 2))
@@ -235,11 +235,11 @@ def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
     calls: list[str] = []
     run = Runner.run
 
-    def counted(self, jobs, clip, reference=False):
+    def counted(self, jobs, clip, reference=False, keywords=None):
         calls.append(jobs[0].method)
         if len(calls) == 3:
             raise KeyboardInterrupt  # killed during the second sampler
-        return run(self, jobs, clip, reference)
+        return run(self, jobs, clip, reference, keywords)
 
     monkeypatch.setattr(Runner, "run", counted)
     with pytest.raises(KeyboardInterrupt):
@@ -254,8 +254,7 @@ def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
     assert tuned["scores"]["inpainting"]["mpgd"] == partial["scores"]["inpainting"]["mpgd"]
     assert not (opts.out / "tuned.partial.json").exists()
     # a wider grid scores only its new values and may pick one of them
-    monkeypatch.setattr(tune, "GRID", {"mpgd": ("gamma", (0.5, 2.0, 8.0)),
-                                       "diffmusic": ("gamma", (1.0, 3.0))})
+    monkeypatch.setattr(tune, "GRID", {"mpgd": (0.5, 2.0, 8.0), "diffmusic": (1.0, 3.0)})
     calls.clear()
     tune.tune(opts, RunConfig(steps=2))
     assert calls == ["mpgd"]

@@ -12,9 +12,9 @@ import torch
 from diffmusic.audio import load_audio
 from diffmusic.operators import OPERATORS, TASKS
 from diffmusic.priors import load_prior
-from diffmusic.restore import restore
+from diffmusic.restoration import Settings, restore
+from diffmusic.restoration.tuned import TUNED_DIR
 from diffmusic.samplers import SAMPLERS
-from diffmusic.tuning import TUNED_DIR
 
 DEMO = TUNED_DIR.parent / "demo" / "clip.wav"
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_two_four_and_eight_steps_keep_the_clean_level(task: str, sampler: str, 
     reference = rms_db(clean.sum(1) if operator.num_sources > 1 else clean)
     levels = {}
     for steps in (2, 4, 8):
-        wave = restore(prior, operator, y, sampler=sampler, steps=steps, seed=0).wave
+        wave = restore(prior, operator, y, Settings(sampler=sampler, steps=steps, seed=0)).wave
         assert torch.isfinite(wave).all(), steps
         levels[steps] = rms_db(wave.sum(1) if operator.num_sources > 1 else wave) - reference
     assert all(abs(level) < 3 for level in levels.values()), levels

@@ -17,7 +17,7 @@ from diffmusic.operators import (
 )
 from diffmusic.priors import PriorNotFound, load_prior
 from diffmusic.priors.prompts import parse_prompts
-from diffmusic.restore import restore
+from diffmusic.restoration import Settings, restore
 
 RATE, N = 16000, 20480
 SOURCES = ["vocals", "drums"]
@@ -69,8 +69,9 @@ def test_restores_every_task_with_every_sampler(priors, kind, sampler, task):
         prompts = parse_prompts(["vocals=a soprano singing"], SOURCES)
     else:
         x, prompts = music_like(7, N)[None], "solo piano"
-    result = restore(prior, op, op(x), sampler=sampler, steps=2, seed=0, prompts=prompts,
-                     guidance_scale=2.5, negative_prompt="noise")
+    settings = Settings(sampler=sampler, steps=2, seed=0, prompts=prompts, guidance_scale=2.5,
+                        negative_prompt="noise")
+    result = restore(prior, op, op(x), settings)
     assert result.wave.shape == x.shape and torch.isfinite(result.wave).all()
     assert result.record["prior"]["name"].startswith(kind)
     assert result.record["guidance_scale"] == 2.5
@@ -208,6 +209,7 @@ def test_gradient_checkpointing_gives_the_same_restoration(folders, priors):
     assert prior.unet.is_gradient_checkpointing and prior.vae.is_gradient_checkpointing
     op = OPERATORS["inpainting"]()
     y = op(music_like(9, N)[None])
-    a = restore(prior, op, y, sampler="dps", steps=2, seed=1, prompts="drums")
-    b = restore(priors["musicldm"], op, y, sampler="dps", steps=2, seed=1, prompts="drums")
+    settings = Settings(sampler="dps", steps=2, seed=1, prompts="drums")
+    a = restore(prior, op, y, settings)
+    b = restore(priors["musicldm"], op, y, settings)
     torch.testing.assert_close(a.raw, b.raw, atol=1e-5, rtol=1e-4)

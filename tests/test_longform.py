@@ -1,6 +1,6 @@
 """Long recordings: window plans, overlap-add, gap windows, the library's windowed restoration
-(:mod:`diffmusic.recording`), and the CLI on long stereo files at 44.1 kHz and on measurement
-folders longer than the prior's window (tiny prior, 2 steps)."""
+(:class:`diffmusic.restoration.Restorer`), and the CLI on long stereo files at 44.1 kHz and on
+measurement folders longer than the prior's window (tiny prior, 2 steps)."""
 
 from __future__ import annotations
 
@@ -19,18 +19,8 @@ from signals import music_like
 
 from diffmusic.cli import main
 from diffmusic.cli.build import OperatorOptions, build_operator
-from diffmusic.cli.measurement import write_measurement
-from diffmusic.dsp import resample
-from diffmusic.longform import (
-    Window,
-    fade_weights,
-    fill_gaps,
-    gap_keep_mask,
-    overlap_add,
-    plan_gap_windows,
-    plan_windows,
-    resample_region,
-)
+from diffmusic.dsp import resample, resample_region
+from diffmusic.measurement import write_measurement
 from diffmusic.operators import (
     TASKS,
     Dereverberation,
@@ -39,8 +29,16 @@ from diffmusic.operators import (
     SuperResolution,
 )
 from diffmusic.priors import Prior, load_prior
-from diffmusic.recording import operator_factory, restore_long, restore_windows, window_samples
-from diffmusic.restore import restore
+from diffmusic.restoration import Restorer, Settings, restore
+from diffmusic.restoration.windows import (
+    Window,
+    crossfades,
+    fade_weights,
+    overlap_add,
+    plan_gap_windows,
+    plan_windows,
+    region_weights,
+)
 
 FAST = ["--prior", "tiny", "--steps", "2", "--quiet"]
 
@@ -50,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("length", [1, 640, 81920, 81921, 200_000, 1_000_003])
 def test_plan_windows_cover_with_overlap(length: int) -> None:
-    windows = plan_windows(length, 81920, 8000)
+    windows = plan_windows(length, 81920, 8000, 640)
     assert windows[0].start == 0 and windows[-1].end >= length
     assert all(w.start % 640 == 0 and w.length % 640 == 0 for w in windows)
     for left, right in zip(windows, windows[1:], strict=False):
@@ -63,7 +61,7 @@ def test_gap_windows_hold_whole_gaps_and_skip_clean_audio() -> None:
     length, segment, context = 16000 * 60, 40960, 8000
     gaps = [(16000 * 2, 16000 * 2 + 3000), (40000, 41000), (16000 * 30 - 500, 16000 * 30 + 500),
             (length - 100, length)]
-    windows = plan_gap_windows(length, segment, gaps, context)
+    windows = plan_gap_windows(length, segment, gaps, context, 640)
     assert len(windows) == 3  # the first two gaps share a window; nothing between the gaps
     held = [g for w in windows for g in w.gaps]
     assert sorted(held) == sorted(gaps)
@@ -74,9 +72,9 @@ def test_gap_windows_hold_whole_gaps_and_skip_clean_audio() -> None:
             assert a - window.start >= min(context, a) and window.end - b >= min(context,
                                                                                   length - b)
     with pytest.raises(ValueError, match="longer than one window"):
-        plan_gap_windows(length, segment, [(0, segment)], context)
+        plan_gap_windows(length, segment, [(0, segment)], context, 640)
     with pytest.raises(ValueError, match="0 <= start < end"):
-        plan_gap_windows(length, segment, [(length, length + 10)], context)
+        plan_gap_windows(length, segment, [(length, length + 10)], context, 640)
 
 
 def test_crossfades_sum_to_one_and_overlap_add_is_exact_for_identity() -> None:
@@ -84,27 +82,27 @@ def test_crossfades_sum_to_one_and_overlap_add_is_exact_for_identity() -> None:
     torch.testing.assert_close(fade_out + fade_in, torch.ones(30))
     assert (fade_weights(50, 20, 20) > 0).all()
     signal = torch.randn(2, 100_000)
-    windows = plan_windows(100_000, 20480, 3000)
+    windows = plan_windows(100_000, 20480, 3000, 640)
 
     def identity(window: Window) -> torch.Tensor:
         piece = signal[..., window.start: window.end]
         return torch.nn.functional.pad(piece, (0, window.length - piece.shape[-1]))
 
-    torch.testing.assert_close(overlap_add(windows, identity, 100_000, 3000), signal)
+    torch.testing.assert_close(
+        overlap_add(windows, identity, 100_000, crossfades(windows, 3000)), signal)
 
 
-def test_fill_gaps_touches_only_the_gaps() -> None:
+def test_region_weights_paste_only_the_gaps_and_their_margins() -> None:
     y = torch.randn(1, 50_000)
-    windows = plan_gap_windows(50_000, 20480, [(10_000, 11_000), (40_000, 40_100)], 2000)
-    out = fill_gaps(y, windows, lambda w: torch.full((2, 1, w.length), 7.0), margins=[10, 0])
+    windows = plan_gap_windows(50_000, 20480, [(10_000, 11_000), (40_000, 40_100)], 2000, 640)
+    out = overlap_add(windows, lambda w: torch.full((2, 1, w.length), 7.0), 50_000,
+                      region_weights([10, 0]), base=y)
     assert out.shape == (2, 1, 50_000)
     changed = (out[0] != y)[0].nonzero()[:, 0]
     assert set(changed.tolist()) == set(range(9990, 11010)) | set(range(39990, 40110))
+    assert (out[0, 0, 9990:11010] == 7).all()
     changed = (out[1] != y)[0].nonzero()[:, 0]
     assert set(changed.tolist()) == set(range(10_000, 11_000)) | set(range(40_000, 40_100))
-    keep = gap_keep_mask(1000, 1000, [(0.1, 0.2)], 0.01)
-    assert (keep[100:200] == 0).all() and (keep[:90] == 1).all() and (keep[210:] == 1).all()
-    assert (keep[90:100] > 0).all() and (keep[90:100] < 1).all()
 
 
 @pytest.mark.parametrize(("rate", "new_rate"), [(16000, 44100), (16000, 48000), (16000, 22050)])
@@ -230,10 +228,9 @@ def test_one_window_is_exactly_restore(task: str, tiny: Prior, clips: torch.Tens
     operator = (Inpainting(16000, n, gaps=[(0.5, 0.6)]) if task == "inpainting"
                 else Dereverberation(16000, n, rt60=0.3))
     y = operator(clips[:, :n])
-    direct = restore(tiny, operator, y, steps=2, seed=5)
-    gaps = operator.gaps if task == "inpainting" else None
-    windowed = restore_windows(tiny, operator_factory(operator), y, n, gaps=gaps, steps=2,
-                               seed=5)
+    settings = Settings(steps=2, seed=5)
+    direct = restore(tiny, operator, y, settings)
+    windowed = Restorer(tiny, settings).restore_windows(operator, y, n)
     torch.testing.assert_close(windowed.wave, direct.wave)
     torch.testing.assert_close(windowed.raw, direct.raw)
     assert windowed.record["seed"] == 5 and len(windowed.record["windows"]) == 1
@@ -242,22 +239,20 @@ def test_one_window_is_exactly_restore(task: str, tiny: Prior, clips: torch.Tens
 def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:
     wave = music_like(0, 16000)[None]
     with pytest.raises(ValueError, match="^segment 60 s is longer"):
-        window_samples(tiny, 60)
+        Restorer(tiny, segment=60)
     with pytest.raises(ValueError, match="^overlap 0.6 s must be at most half"):
-        window_samples(tiny, 1.0, 0.6)
-    with pytest.raises(ValueError, match="gaps apply to inpainting, not to super_resolution"):
-        restore_long(tiny, lambda n, gaps: SuperResolution(16000, n), wave, 16000,
-                     gaps=[(0.1, 0.2)], steps=2)
+        Restorer(tiny, segment=1.0, overlap=0.6)
+    restorer = Restorer(tiny, Settings(steps=2))
     with pytest.raises(ValueError, match="restore them with restore_windows"):
-        restore_long(tiny, functools.partial(PhaseRetrieval, 16000), wave, 16000, steps=2)
+        restorer.restore_recording(PhaseRetrieval, wave, 16000)
     with pytest.raises(ValueError, match="channels must be one of"):
-        restore_long(tiny, functools.partial(Inpainting, 16000), wave, 16000, gaps=[(0.1, 0.2)],
-                     channels="surround", steps=2)
+        restorer.restore_recording(functools.partial(Inpainting, gaps=[(0.1, 0.2)]), wave,
+                                   16000, channels="surround")
     with pytest.raises(ValueError, match="longer than one window can restore"):
-        restore_long(tiny, functools.partial(Inpainting, 16000), wave, 16000, gaps=[(0.1, 0.9)],
-                     segment=0.64, overlap=0.1, steps=2)
+        Restorer(tiny, Settings(steps=2), segment=0.64, overlap=0.1).restore_recording(
+            functools.partial(Inpainting, gaps=[(0.1, 0.9)]), wave, 16000)
     imports = subprocess.run(
-        [sys.executable, "-c", "import sys, diffmusic.recording; "
+        [sys.executable, "-c", "import sys, diffmusic.restoration; "
          "print(any(m.startswith('diffmusic.cli') for m in sys.modules))"],
         capture_output=True, text=True, check=True)
     assert imports.stdout.strip() == "False"  # the library never needs the CLI
@@ -276,8 +271,9 @@ def test_super_resolution_at_44k_keeps_the_input_and_adds_the_missing_band(tiny:
     music = torch.stack([music_like(1, n, rate), music_like(2, n, rate)])
     tone = 0.05 * torch.sin(2 * torch.pi * 12000 * torch.arange(n) / rate)  # above the prior
     damaged = julius.lowpass_filter(music, 3600 / rate, zeros=64) + tone
-    result = restore_long(tiny, functools.partial(SuperResolution, 16000, factor=2), damaged,
-                          rate, segment=1.28, overlap=0.25, steps=2)
+    restorer = Restorer(tiny, Settings(steps=2), segment=1.28, overlap=0.25)
+    result = restorer.restore_recording(functools.partial(SuperResolution, factor=2), damaged,
+                                        rate)
     assert result.sample_rate == rate and result.wave.shape == damaged.shape
     assert result.record["sample_rate"] == rate and len(result.record["windows"]) == 3
     # below the 4 kHz cutoff and above the prior's 8 kHz: the input, up to the crossover

@@ -12,7 +12,8 @@ from diffmusic.operators import (
     SuperResolution,
 )
 from diffmusic.priors import load_prior
-from diffmusic.restore import expand_prompts, restore
+from diffmusic.restoration import Settings, restore
+from diffmusic.restoration.single import expand_prompts
 from diffmusic.samplers import SAMPLERS
 
 RATE, N = 16000, 20480
@@ -40,7 +41,7 @@ OPERATORS = {
 def test_diffmusic_restores_every_single_source_task(task, tiny, clip):
     op = OPERATORS[task]()
     y = op(clip)
-    result = restore(tiny, op, y, steps=2, seed=3)
+    result = restore(tiny, op, y, Settings(steps=2, seed=3))
     assert result.wave.shape == result.raw.shape == clip.shape
     assert torch.isfinite(result.wave).all()
     rec = result.record
@@ -53,9 +54,9 @@ def test_diffmusic_restores_every_single_source_task(task, tiny, clip):
 def test_every_sampler_runs_and_is_seeded(sampler, tiny, clip):
     op = OPERATORS["inpainting"]()
     y = op(clip)
-    a = restore(tiny, op, y, sampler=sampler, steps=2, seed=1, project=False)
-    b = restore(tiny, op, y, sampler=sampler, steps=2, seed=1, project=False)
-    c = restore(tiny, op, y, sampler=sampler, steps=2, seed=2, project=False)
+    a = restore(tiny, op, y, Settings(sampler=sampler, steps=2, seed=1, project=False))
+    b = restore(tiny, op, y, Settings(sampler=sampler, steps=2, seed=1, project=False))
+    c = restore(tiny, op, y, Settings(sampler=sampler, steps=2, seed=2, project=False))
     assert torch.equal(a.wave, b.wave) and not torch.equal(a.wave, c.wave)
     assert torch.equal(a.wave, a.raw)
 
@@ -65,7 +66,7 @@ def test_separation_gives_one_latent_per_source(tiny):
     op = SourceSeparation(RATE, N, ["vocals", "drums", "bass"], [1.0, 0.5, 1.0])
     y = op(stems)
     seen = []
-    result = restore(tiny, op, y, steps=2, seed=0, callback=seen.append)
+    result = restore(tiny, op, y, Settings(steps=2, seed=0), seen.append)
     assert result.wave.shape == (1, 3, N)
     assert [s["i"] for s in seen] == [0, 1]
     assert float((op(result.wave) - y).norm() / y.norm()) < 1e-4
@@ -75,8 +76,8 @@ def test_separation_gives_one_latent_per_source(tiny):
 def test_vmc_ablation_uses_the_decoder_mel(tiny, clip):
     op = OPERATORS["super_resolution"]()
     y = op(clip)
-    with_vmc = restore(tiny, op, y, steps=2, seed=0, vmc=True)
-    without = restore(tiny, op, y, steps=2, seed=0, vmc=False)
+    with_vmc = restore(tiny, op, y, Settings(steps=2, seed=0, vmc=True))
+    without = restore(tiny, op, y, Settings(steps=2, seed=0, vmc=False))
     assert with_vmc.record["settings"]["vmc"] is True and without.record["settings"]["vmc"] is False
     assert with_vmc.record["losses"] != without.record["losses"]
 
@@ -84,21 +85,21 @@ def test_vmc_ablation_uses_the_decoder_mel(tiny, clip):
 def test_restore_rejects_unknown_sampler_and_wrong_rate(tiny, clip):
     op = OPERATORS["inpainting"]()
     with pytest.raises(ValueError, match="sampler"):
-        restore(tiny, op, op(clip), sampler="nope")
+        restore(tiny, op, op(clip), Settings(sampler="nope"))
     with pytest.raises(ValueError, match="Hz"):
-        restore(tiny, Inpainting(8000, N, [(0.5, 0.7)]), op(clip))
+        restore(tiny, Inpainting(8000, N, [(0.5, 0.7)]), op(clip), Settings())
 
 
 @pytest.mark.parametrize("task", OPERATORS)
 def test_level_normalisation_makes_restoration_scale_equivariant(task, tiny, clip):
     op = OPERATORS[task]()
     y = op(clip)
-    loud = restore(tiny, op, y, steps=2, seed=0)
-    quiet = restore(tiny, op, 1e-2 * y, steps=2, seed=0)
+    loud = restore(tiny, op, y, Settings(steps=2, seed=0))
+    quiet = restore(tiny, op, 1e-2 * y, Settings(steps=2, seed=0))
     peak = loud.raw.abs().max()
     torch.testing.assert_close(1e2 * quiet.raw, loud.raw, rtol=1e-3, atol=1e-5 * peak)
     gains = quiet.record["level"]["gain_db"][0] - loud.record["level"]["gain_db"][0]
     assert quiet.record["level"]["target_dbfs"] == -20.0 and abs(gains - 40.0) < 1e-3
-    as_is = restore(tiny, op, 1e-2 * y, steps=2, seed=0, level_db=None)
+    as_is = restore(tiny, op, 1e-2 * y, Settings(steps=2, seed=0, level_db=None))
     assert as_is.record["level"]["gain_db"] == [0.0]
     assert not torch.allclose(1e2 * as_is.raw, loud.raw, atol=1e-3 * peak)

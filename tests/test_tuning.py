@@ -9,9 +9,9 @@ from torch import Tensor
 
 from diffmusic.operators import TASKS, Inpainting
 from diffmusic.priors import DEFAULT_PRIOR, load_prior
-from diffmusic.restore import restore
+from diffmusic.restoration import Settings, restore
+from diffmusic.restoration.tuned import ENV_VAR, TUNED_DIR, load_tuned
 from diffmusic.samplers import RHO
-from diffmusic.tuning import ENV_VAR, TUNED_DIR, load_tuned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RATE, N = 16000, 20480
@@ -30,7 +30,7 @@ def _write_tuned(path: Path, prior: str, rho: float) -> Path:
 
 def _rho(tiny, **kwargs) -> tuple[float, dict | None]:
     op = Inpainting(RATE, N, [(0.5, 0.7)])
-    rec = restore(tiny, op, op(music_like(2, N)[None]), steps=2, **kwargs).record
+    rec = restore(tiny, op, op(music_like(2, N)[None]), Settings(steps=2, **kwargs)).record
     return rec["settings"].get("rho"), rec["tuned_defaults"]
 
 
@@ -38,7 +38,7 @@ def test_restore_takes_the_step_size_from_the_tuned_file(tiny, tmp_path, monkeyp
     path = _write_tuned(tmp_path / "tuned.json", "tiny", 0.42)
     monkeypatch.setenv(ENV_VAR, str(path))
     assert _rho(tiny) == (0.42, {"file": str(path), "split": "valid-split"})
-    assert _rho(tiny, rho=0.07)[0] == 0.07  # an explicit argument wins
+    assert _rho(tiny, step=0.07)[0] == 0.07  # an explicit argument wins
     assert _rho(tiny, gamma=7.0)[0] is None  # the paper's plain step replaces the tuned one
     assert _rho(tiny, tuned=False) == (RHO, None)
     monkeypatch.delenv(ENV_VAR)
@@ -58,7 +58,7 @@ def test_restore_takes_the_guidance_scale_from_the_tuned_file(tiny, tmp_path):
     path, op, y = _tuned_inpainting(tmp_path, {"rho": 0.2, "guidance_scale": 2.5})
 
     def settings(**kwargs) -> tuple[float, dict]:
-        rec = restore(tiny, op, y, steps=2, **{"tuned": path, **kwargs}).record
+        rec = restore(tiny, op, y, Settings(steps=2, **{"tuned": path, **kwargs})).record
         return rec["guidance_scale"], rec["settings"]
 
     scale, sampler_settings = settings()
@@ -103,12 +103,12 @@ def test_restore_warm_starts_from_the_baseline_at_the_tuned_strength(tiny, tmp_p
 
     def run(**kwargs) -> tuple[int, dict]:
         seen = []
-        rec = restore(tiny, op, y, steps=6, tuned=path, callback=seen.append, **kwargs).record
+        rec = restore(tiny, op, y, Settings(steps=6, tuned=path, **kwargs), seen.append).record
         return len(seen), rec["settings"]
 
     steps, settings = run()
     assert steps == 3 and settings["warm_start"] == 0.5 and settings["rho"] == 0.2
     steps, settings = run(warm_start=1.0)  # an explicit strength wins; 1 starts from noise
     assert steps == 6 and "warm_start" not in settings
-    with pytest.raises(ValueError, match="strength"):
+    with pytest.raises(ValueError, match="warm_start"):
         run(warm_start=1.5)  # not silently read as "from noise"
