@@ -236,6 +236,21 @@ def test_one_window_is_exactly_restore(task: str, tiny: Prior, clips: torch.Tens
     assert windowed.record["seed"] == 5 and len(windowed.record["windows"]) == 1
 
 
+def test_a_gap_far_from_the_start_gets_the_only_window(tiny: Prior) -> None:
+    rate, n = 16000, 16000 * 12
+    wave = torch.stack([music_like(3, n), music_like(4, n)])
+    restorer = Restorer(tiny, Settings(steps=2), segment=1.28, overlap=0.25)
+    result = restorer.restore_recording(functools.partial(Inpainting, gaps=[(10.0, 10.2)]),
+                                        wave, rate)
+    windows = result.record["windows"]
+    assert len(windows) == 1 and windows[0]["start"] <= 10 * rate < windows[0]["start"] + 20480
+    assert windows[0]["operator"]["gaps"] == [[(10 * rate - windows[0]["start"]) / rate,
+                                               (10.2 * rate - windows[0]["start"]) / rate]]
+    outside = torch.ones(n, dtype=torch.bool)
+    outside[10 * rate - 80: round(10.2 * rate) + 80] = False
+    assert torch.equal(result.wave[:, outside], wave[:, outside])
+
+
 def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:
     wave = music_like(0, 16000)[None]
     with pytest.raises(ValueError, match="^segment 60 s is longer"):

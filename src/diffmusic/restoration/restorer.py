@@ -194,7 +194,7 @@ class Restorer:
                                        prior.latent_hop)
             margin = operator.region_margin() if self.settings.project else self.segment
             weights = region_weights([margin, self.segment])
-        self._check_measurement(operator.for_window(0, windows[0].length), y)
+        self._check_measurement(operator.for_window(windows[0].start, windows[0].length), y)
         shared: dict[int, Operator] = {}
         records: list[dict] = []
 
