@@ -127,6 +127,7 @@ def _rows(out: Path) -> list[tuple]:
         return []
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_in_two_workers_with_exactly_one_row_per_job(tmp_path: Path) -> None:
     for i in range(2):
         _write(tmp_path / "data" / f"clip{i}.wav", _noise(i, RATE * 2))
@@ -156,6 +157,7 @@ def _songs(folder: Path, seed: int, count: int = 1) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_tune_picks_a_step_size_on_the_validation_split_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
@@ -218,6 +220,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     assert load_tuned("embedded", out / "tuned.json").kwargs("inpainting", "mpgd") == inpainting
 
 
+@pytest.mark.slow
 def test_a_killed_or_widened_tuning_run_scores_only_what_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from diffmusic.bench import tune
@@ -275,6 +278,7 @@ def test_tuning_on_the_benchmark_clips_is_refused(tmp_path: Path, flags: list[st
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_ray_fans_out_the_same_jobs_into_the_same_store(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray is part of the test extra")
     _write(tmp_path / "data" / "clip.wav", _noise(0, N))

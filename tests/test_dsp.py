@@ -79,6 +79,7 @@ def test_unit_phase_is_exp_i_angle_and_one_at_zero():
     assert unit_phase(spec)[0, 0] == 1
 
 
+@pytest.mark.slow
 def test_fast_griffin_lim_beats_classic_and_random_phase():
     x = tone(330.0) + 0.5 * tone(1250.0)
     mag = stft(x).abs()

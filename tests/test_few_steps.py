@@ -26,6 +26,7 @@ def rms_db(wave: torch.Tensor) -> float:
     return 20 * math.log10(float(wave.pow(2).mean().sqrt()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 @pytest.mark.parametrize("task", TASKS)
 def test_two_four_and_eight_steps_keep_the_clean_level(task: str, sampler: str, prior) -> None:

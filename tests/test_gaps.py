@@ -92,6 +92,7 @@ def test_detect_gaps_finds_dropouts_inside_music() -> None:
     assert detect_gaps(damaged(), 16000, min_duration=0.08) == gaps[1:]
 
 
+@pytest.mark.slow
 def test_detect_gaps_command_writes_a_mask_restore_reads(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     song = tmp_path / "song.wav"

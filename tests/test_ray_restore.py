@@ -16,6 +16,7 @@ pytest.importorskip("ray", reason="Ray is part of the test extra")
 RESTORE = ["--task", "inpainting", "--gap", "0.4:0.6", "--prior", "tiny", "--steps", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_ray_batch_writes_what_a_local_batch_writes_and_resumes(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -90,6 +90,7 @@ def test_restore_rejects_unknown_sampler_and_wrong_rate(tiny, clip):
         restore(tiny, Inpainting(8000, N, [(0.5, 0.7)]), op(clip), Settings())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", OPERATORS)
 def test_level_normalisation_makes_restoration_scale_equivariant(task, tiny, clip):
     op = OPERATORS[task]()
