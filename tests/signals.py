@@ -1,4 +1,4 @@
-"""Short music-like test signals at 16 kHz."""
+"""Short music-like test signals at 16 kHz, and band levels of a spectrum."""
 
 import torch
 
@@ -20,3 +20,11 @@ def music_like(seed: int, n: int = N, rate: int = RATE) -> torch.Tensor:
     pink = torch.fft.irfft(torch.fft.rfft(noise) / torch.arange(1, n // 2 + 2).sqrt(), n)
     x = x + 0.3 * pink / pink.abs().max()
     return 0.5 * x / x.abs().max()
+
+
+def band_levels(x: torch.Tensor, rate: int, bands: list[tuple[float, float]]) -> list[float]:
+    """Root-sum-square magnitude of the Hann-windowed spectrum of ``x`` in each band (Hz)."""
+    spectrum = torch.fft.rfft(x * torch.hann_window(x.shape[-1]), dim=-1).abs()
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / rate)
+    return [float(spectrum[..., (freqs >= lo) & (freqs < hi)].pow(2).sum().sqrt())
+            for lo, hi in bands]

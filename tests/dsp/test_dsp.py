@@ -15,6 +15,7 @@ from diffmusic.dsp import (
     mel_filterbank,
     peak_normalize,
     resample,
+    resample_region,
     rms_db,
     stft,
 )
@@ -116,3 +117,12 @@ def test_levels():
     noisy = add_noise(x[None], 20.0, torch.Generator().manual_seed(0))
     snr = 10 * torch.log10(x.pow(2).sum() / (noisy[0] - x).pow(2).sum())
     assert abs(float(snr) - 20.0) < 0.5
+
+
+@pytest.mark.parametrize(("rate", "new_rate"), [(16000, 44100), (16000, 48000), (16000, 22050)])
+def test_resample_region_matches_resampling_everything(rate: int, new_rate: int) -> None:
+    wave = torch.randn(2, 3 * rate)
+    full = resample(wave, rate, new_rate)
+    for lo, hi in [(0, 500), (12345, 20000), (full.shape[-1] - 700, full.shape[-1])]:
+        torch.testing.assert_close(resample_region(wave, rate, new_rate, lo, hi),
+                                   full[..., lo:hi], atol=1e-5, rtol=0)
