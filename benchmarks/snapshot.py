@@ -48,11 +48,11 @@ def wavs(folder: Path, prefix: str) -> dict[str, np.ndarray]:
 
 
 def numbers(record: object, prefix: str) -> dict[str, np.ndarray]:
-    """Every number of a JSON record, flattened (seconds and paths left out)."""
+    """Every number of a JSON record, flattened (times, memory and paths left out)."""
     out: dict[str, np.ndarray] = {}
     if isinstance(record, dict):
         for key, value in record.items():
-            if "second" not in key:
+            if "second" not in key and "peak" not in key:
                 out |= numbers(value, f"{prefix}.{key}")
     elif isinstance(record, list):
         for i, value in enumerate(record):
@@ -80,7 +80,7 @@ def take(out: Path) -> dict[str, np.ndarray]:
     long = np.concatenate([wave, wave[::-1], wave])[: 12 * rate]
     times = np.arange(12 * 44100) / 44100
     left = np.interp(times, np.arange(long.size) / rate, long)
-    sf.write(song, np.stack([left, 0.5 * left[::-1]], 1), 44100)
+    sf.write(song, np.stack([left, 0.5 * left[::-1]], 1), 44100, subtype="FLOAT")
     for task, flags in FILE_FLAGS.items():
         restored = out / "song" / f"{task}.wav"
         cli("restore", str(song), "--task", task, *flags, "-o", str(restored), "--steps", STEPS,
@@ -100,7 +100,7 @@ def take(out: Path) -> dict[str, np.ndarray]:
             key = f"bench/{row['clip']}/{row['task']}/{row['method']}/{row['seed']}"
             for text in ("settings", "extra"):
                 row[text] = json.loads(row[text]) if row[text] else None
-            arrays |= numbers({k: v for k, v in row.items() if k != "peak_mb"}, key)
+            arrays |= numbers(row, key)
     return arrays
 
 
