@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -196,15 +195,6 @@ class Inpainting(Operator):
     def _spec_args(self) -> dict:
         return {"gaps": [list(g) for g in self.gaps], "mask_type": self.mask_type,
                 "crossfade": self.crossfade}
-
-    @property
-    def duration(self) -> float:
-        """Clip length in seconds."""
-        return self.num_samples / self.sample_rate
-
-    def gap_seconds(self) -> float:
-        """Total length of the gaps in seconds."""
-        return math.fsum(e - s for s, e in self.gaps)
 
 
 def _keep_weights(length: int, spans: Sequence[Span], ramp_len: int) -> Tensor:

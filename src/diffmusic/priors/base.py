@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import MelConfig, log_mel
+from diffmusic.dsp import MelConfig
 
 Condition = Any
 """Opaque, prior-specific conditioning computed once per restoration by :meth:`Prior.condition`."""
@@ -74,10 +74,6 @@ class Prior(ABC):
                   negative_prompt: str | None = None) -> Condition | None:
         """Encode one prompt (or stem label) per batch item; ``None`` for unconditional priors."""
         return None
-
-    def to_mel(self, wave: Tensor) -> Tensor:
-        """The waveform -> log-mel transform ``T`` of the Vocoder-Mel Constraint."""
-        return log_mel(wave, self.mel)
 
     def describe(self) -> dict:
         """JSON-ready description written into restoration records."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from diffmusic.names import CLIP_MODES, LEVEL_DB, SAMPLER_NAMES, STEP_SIZE
 from diffmusic.restoration.tuned import Tuned, TunedSource, load_tuned
@@ -117,12 +117,6 @@ class Settings:
                    gamma=keywords.get("gamma") if sampler == "diffmusic" else None,
                    eta=keywords.get("eta"), warm_start=keywords.get("warm_start"),
                    guidance_scale=keywords.get("guidance_scale"), **fields)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dictionary."""
-        out = asdict(self)
-        out["tuned"] = None if self.tuned in (None, True, False) else str(self.tuned)
-        return out
 
 
 @dataclass(frozen=True)
