@@ -32,6 +32,10 @@ CLIP_MODES = ("rescale", "clamp", "none")
 """What is done to a restoration that would pass full scale."""
 BITS = (16, 24)
 """Integer PCM depths a wav/flac output may have (``None``: 32-bit float wav, 24-bit flac)."""
+DEVICES = ("cpu", "cuda")
+"""Where a prior may run."""
+DTYPES = ("float32", "float16", "bfloat16")
+"""Parameter dtypes of a prior's networks (guidance math stays float32)."""
 DEFAULT_PRIOR = "embedded"
 """The prior used when none is named: the small music model shipped in the package."""
 LEVEL_DB = -20.0

@@ -62,9 +62,9 @@ def test_a_gap_far_from_the_start_gets_the_only_window(tiny: Prior) -> None:
 def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:
     wave = music_like(0, 16000)[None]
     with pytest.raises(ValueError, match="^segment 60 s is longer"):
-        Restorer(tiny, segment=60)
+        Restorer(tiny, segment=60).window_samples()
     with pytest.raises(ValueError, match="^overlap 0.6 s must be at most half"):
-        Restorer(tiny, segment=1.0, overlap=0.6)
+        Restorer(tiny, segment=1.0, overlap=0.6).window_samples()
     restorer = Restorer(tiny, Settings(steps=2))
     with pytest.raises(ValueError, match="restore them with restore_windows"):
         restorer.restore_recording(PhaseRetrieval, wave, 16000)
@@ -101,3 +101,22 @@ def test_super_resolution_at_44k_keeps_the_input_and_adds_the_missing_band(tiny:
     added, before = band_levels(result.wave, rate, [(4500, 7000)])[0], band_levels(
         damaged, rate, [(4500, 7000)])[0]
     assert added > 100 * before
+
+
+def test_a_sub_sample_gap_masks_one_sample_and_gaps_are_clipped_to_the_length(
+        tiny: Prior) -> None:
+    n = 20480
+    operator = Inpainting(16000, n, gaps=[(0.3, 0.30002), (1.2, 1.28)])
+    assert operator.regions()[0] == (4800, 4801)
+    y = operator(music_like(2, n)[None])
+    result = Restorer(tiny, Settings(steps=2)).restore_windows(operator, y, 19_840)
+    assert result.wave.shape == (1, 19_840)
+    assert result.record["windows"][0]["operator"]["gaps"][0] == [0.3, 0.3000625]
+
+
+def test_one_window_needs_no_window_sizes_the_prior_could_not_cut() -> None:
+    gaussian = load_prior("gaussian")
+    operator = Inpainting(gaussian.sample_rate, gaussian.window, gaps=[(0.001, 0.002)])
+    y = operator(torch.randn(1, gaussian.window, generator=torch.Generator().manual_seed(0)))
+    result = Restorer(gaussian, Settings(steps=2)).restore(operator, y)
+    assert result.wave.shape == y.shape

@@ -112,3 +112,20 @@ def test_restore_warm_starts_from_the_baseline_at_the_tuned_strength(tiny, tmp_p
     assert steps == 6 and "warm_start" not in settings
     with pytest.raises(ValueError, match="warm_start"):
         run(warm_start=1.5)  # not silently read as "from noise"
+
+
+@pytest.mark.parametrize(("sampler", "keyword"), [("diffmusic", "rho"), ("mpgd", "gamma"),
+                                                  ("dps", "zeta"), ("dsg", "guidance_rate")])
+def test_step_is_each_samplers_own_step_size_keyword(sampler: str, keyword: str) -> None:
+    settings = Settings(sampler=sampler, step=5.0, eta=0.5)
+    assert settings.explicit() == {keyword: 5.0, "eta": 0.5}
+    assert Settings.from_keywords(sampler, settings.explicit()) == settings
+    resolved = settings.resolve("tiny", "inpainting")
+    assert resolved.kwargs[keyword] == 5.0
+
+
+def test_the_paper_plain_step_and_the_normalised_one_both_reach_diffmusic() -> None:
+    settings = Settings(step=0.2, gamma=7.0)
+    assert settings.explicit() == {"rho": 0.2, "gamma": 7.0}
+    with pytest.raises(ValueError, match="^gamma "):
+        Settings(sampler="mpgd", gamma=7.0)

@@ -75,3 +75,14 @@ def test_region_weights_paste_only_the_gaps_and_their_margins() -> None:
     assert (out[0, 0, 9990:11010] == 7).all()
     changed = (out[1] != y)[0].nonzero()[:, 0]
     assert set(changed.tolist()) == set(range(10_000, 11_000)) | set(range(40_000, 40_100))
+
+
+def test_a_later_window_overwrites_an_earlier_one_where_their_regions_meet() -> None:
+    y = torch.zeros(1, 30_000)
+    windows = plan_gap_windows(30_000, 10240, [(3000, 4000), (14_000, 14_500)], 0, 640)
+    assert len(windows) == 2 and windows[0].end > windows[1].start  # the windows overlap
+    out = overlap_add(windows, lambda w: torch.full((1, 1, w.length), float(w.start)), 30_000,
+                      region_weights([windows[0].length]), base=y)[0, 0]
+    overlap = slice(windows[1].start, windows[0].end)
+    assert (out[overlap] == windows[1].start).all()  # pasted, not averaged
+    assert (out[: windows[0].start] == 0).all() and (out[windows[1].end:] == 0).all()

@@ -62,6 +62,7 @@ def bench(opts: BenchOptions) -> dict:
     embedding = _embedding(opts.embedding)
     opts.out.mkdir(parents=True, exist_ok=True)
     config = RunConfig(prior=opts.prior, steps=opts.steps, noise_snr=opts.noise_snr,
+                       device=opts.device, dtype=opts.dtype,
                        embedding=embedding, audio_dir=opts.out / "audio")
     if opts.tune_data is not None:
         tune(opts, config)

@@ -21,6 +21,8 @@ class BenchOptions:
     sources: list[str] | None = None
     prior: str = DEFAULT_PRIOR
     steps: int = 50
+    device: str = "cpu"
+    dtype: str = "float32"
     seeds: int = 1
     limit: int | None = None
     clip_seconds: float = 5.12

@@ -109,13 +109,14 @@ class Runner:
         settings = Settings.from_keywords(
             sampler, keywords or {}, steps=self.config.steps, seed=job.seed,
             tuned=False if keywords is not None else self.config.tuned)
-        out = Restorer(self.prior, settings).restore(operator, y[None])
+        device = self.prior.device
+        out = Restorer(self.prior, settings).restore(operator.to(device), y[None].to(device))
         rec = out.record
         settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
                     "sampler_settings": rec["settings"], "guidance_scale": rec["guidance_scale"],
                     "prior": rec["prior"],
                     "tuned_on": (rec["tuned_defaults"] or {}).get("split")}
-        return out.wave[0], out.raw[0], settings
+        return out.wave[0].cpu(), out.raw[0].cpu(), settings
 
     def run(self, jobs: list[Job], clip: Clip, reference: bool = False,
             keywords: dict | None = None) -> list[dict]:

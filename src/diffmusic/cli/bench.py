@@ -12,10 +12,14 @@ from diffmusic.cli.errors import CliError
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark."""
+    import torch
+
     from diffmusic.bench.main import bench
     from diffmusic.bench.options import BenchOptions
     from diffmusic.restoration.tuned import read_tuned
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: CUDA is not available on this machine")
     if args.steps < 2 or args.seeds < 1 or args.workers < 1:
         raise CliError("--steps must be >= 2, --seeds and --workers >= 1")
     tested = {args.data.resolve(), (args.stems or args.data).resolve()}
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(
         data=args.data, out=args.output, stems=args.stems, tasks=args.tasks,
         methods=args.methods, sources=args.sources, prior=args.prior, steps=args.steps,
+        device=args.device, dtype=args.dtype,
         seeds=args.seeds, limit=args.limit, clip_seconds=args.clip_seconds, offset=args.offset,
         noise_snr=args.noise_snr, embedding=args.embedding, workers=args.workers,
         ray=args.ray, tune_data=args.tune_data if args.tune else None,

@@ -93,16 +93,19 @@ class OperatorOptions:
                     sample_rate, num_samples, noise_snr=self.noise_snr,
                     **self.task_options(duration))
             except ValueError as error:
-                raise CliError(f"--task {self.task}: {self._flag(error)}") from None
+                raise CliError(self._flag(error)) from None
 
         return make
 
     def _flag(self, error: ValueError) -> str:
-        """The library's message, naming the flag where it concerns the gaps."""
+        """The library's message, naming the flag where it concerns the gaps or the mask, else
+        the task."""
         text = str(error)
         if text.startswith("gap "):
             return ("--gap " if self.gaps else "the default --gap ") + text[4:]
-        return text
+        if text.startswith("mask type "):
+            return "--mask-type " + text[len("mask type "):]
+        return f"--task {self.task}: {text}"
 
 
 def build_operator(options: OperatorOptions, length: int) -> Operator:

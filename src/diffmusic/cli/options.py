@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
 from diffmusic.names import (
+    DEVICES,
+    DTYPES,
     LEVEL_DB,
     MASK_TYPES,
     SAMPLER_NAMES,
@@ -169,9 +171,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             f"{LEVEL_DB:g}; off: at the input's own level)")
     group.add_argument("--no-projection", dest="projection", action="store_false",
                        help="skip the measurement-consistency projection (the paper's raw output)")
-    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+    group.add_argument("--device", choices=DEVICES, default="cpu",
                        help="where the prior runs (default cpu)")
-    group.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+    group.add_argument("--dtype", choices=DTYPES, default="float32",
                        help="parameter dtype of the prior's networks; guidance math stays "
                             "float32 (default float32)")
     group.add_argument("--compile", action="store_true",
@@ -197,6 +199,9 @@ def restore_settings(args: argparse.Namespace) -> Settings:
                         negative_prompt=args.negative_prompt, level_db=args.level,
                         project=args.projection, clip_mode=args.clip_mode)
     except SettingError as error:
+        if error.field == "gamma":
+            raise CliError("--gamma is the diffmusic sampler's plain step; use --step for "
+                           f"{args.sampler}") from None
         raise CliError(f"{SETTING_FLAGS.get(error.field, error.field)} {error.message}") \
             from None
 

@@ -22,6 +22,8 @@ from diffmusic.names import (
     CLIP_MODES,
     CLIP_SAMPLES,
     DEFAULT_PRIOR,
+    DEVICES,
+    DTYPES,
     SAMPLE_RATE,
     STEMS,
 )
@@ -177,6 +179,10 @@ def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--prior", default=DEFAULT_PRIOR,
                    help=f"prior name or folder (default: {DEFAULT_PRIOR})")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where the prior runs (default cpu)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="parameter dtype of the prior's networks (default float32)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per diffusion method (default: 1)")
     p.add_argument("--limit", type=int, help="at most this many clips per dataset")
     p.add_argument("--clip-seconds", type=float, default=5.12, help="clip length (default 5.12)")

@@ -41,11 +41,13 @@ class RecordingOptions:
         Raises:
             CliError: Window sizes the prior cannot use, naming the flag.
         """
-        try:
-            return Restorer(prior, settings, self.segment, self.overlap,
+        restorer = Restorer(prior, settings, self.segment, self.overlap,
                             functools.partial(step_progress, quiet=quiet))
+        try:
+            restorer.window_samples()
         except ValueError as error:
             raise CliError(f"--{error}") from None
+        return restorer
 
 
 def recording_gaps(options: OperatorOptions, duration: float) -> OperatorOptions:

@@ -247,8 +247,7 @@ class Operator(nn.Module, ABC):
         Returns:
             ``(C, round(N * out_rate / rate))``.
         """
-        length = round(original.shape[-1] * out_rate / rate)
-        return fit_length(resample(restored, restored_rate, out_rate), length)
+        return resampled_like(original, restored, rate, restored_rate, out_rate)
 
     def output_rate(self, rate: int) -> int:
         """The rate a recording at ``rate`` is restored to by default."""
@@ -270,3 +269,11 @@ class Operator(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.spec().items() if not isinstance(v, list))
+
+
+def resampled_like(original: Tensor, restored: Tensor, rate: int, restored_rate: int,
+                   out_rate: int) -> Tensor:
+    """``restored`` (at ``restored_rate``) at ``out_rate``, as long as ``original`` (at ``rate``)
+    is there: ``(C, round(N * out_rate / rate))``."""
+    length = round(original.shape[-1] * out_rate / rate)
+    return fit_length(resample(restored, restored_rate, out_rate), length)

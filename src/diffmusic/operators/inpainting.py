@@ -111,8 +111,9 @@ class Inpainting(Operator):
         return cls(sample_rate, num_samples, chosen, mask_type, noise_snr=noise_snr)
 
     def regions(self) -> list[Span]:
-        """The gaps in samples."""
-        return [(round(a * self.sample_rate), round(b * self.sample_rate)) for a, b in self.gaps]
+        """The gaps in samples (at least one sample each)."""
+        spans = [(round(a * self.sample_rate), round(b * self.sample_rate)) for a, b in self.gaps]
+        return [(a, max(a + 1, b)) for a, b in spans]
 
     def region_margin(self) -> int:
         """The projection's crossfade, plus one sample."""

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import resample
+from diffmusic.dsp import fit_length, resample
 from diffmusic.names import CHANNEL_MODES
 from diffmusic.operators import Operator
+from diffmusic.operators.base import resampled_like
 from diffmusic.priors.base import Prior
 from diffmusic.restoration.settings import Settings
 from diffmusic.restoration.single import Restoration, restore
@@ -105,9 +106,7 @@ class Restorer:
             to restore (inpainting gaps), in seconds; at most half the segment.
         progress: Makes each window's sampler callback (see :data:`Progress`).
 
-    Raises:
-        ValueError: Window sizes the prior cannot use; the message starts with the parameter's
-            name.
+    Window sizes are checked when windows are used (:meth:`window_samples`).
     """
 
     def __init__(self, prior: Prior, settings: Settings | None = None,
@@ -115,10 +114,17 @@ class Restorer:
                  progress: Progress | None = None) -> None:
         self.prior = prior
         self.settings = settings or Settings()
-        self.segment, self.overlap = self._window_samples(segment, overlap)
+        self.segment_seconds, self.overlap_seconds = segment, overlap
         self.progress = progress or _no_progress
 
-    def _window_samples(self, segment: float | None, overlap: float) -> tuple[int, int]:
+    def window_samples(self) -> tuple[int, int]:
+        """The segment and overlap in samples at the prior's rate.
+
+        Raises:
+            ValueError: Sizes the prior cannot use; the message starts with the parameter's
+                name.
+        """
+        segment, overlap = self.segment_seconds, self.overlap_seconds
         prior, hop = self.prior, self.prior.latent_hop
         rate, window = prior.sample_rate, prior.window
         if segment is not None and not (math.isfinite(segment) and segment > 0):
@@ -182,18 +188,18 @@ class Restorer:
         length = operator.covered_samples(y) if length is None else length
         if length <= 0:
             raise ValueError("the recording holds no samples")
+        segment, overlap = self.window_samples()
         regions = operator.regions()
         if regions is None:
-            windows = plan_windows(length, self.segment, self.overlap, prior.latent_hop)
-            weights = crossfades(windows, self.overlap)
+            windows = plan_windows(length, segment, overlap, prior.latent_hop)
+            weights = crossfades(windows, overlap)
         else:
-            spans = [(a, b) for a, b in regions if a < length]
+            spans = [(min(length, a), min(length, b)) for a, b in regions if a < length]
             if not spans:
                 raise ValueError("no gap lies inside the recording")
-            windows = plan_gap_windows(length, self.segment, spans, self.overlap,
-                                       prior.latent_hop)
-            margin = operator.region_margin() if self.settings.project else self.segment
-            weights = region_weights([margin, self.segment])
+            windows = plan_gap_windows(length, segment, spans, overlap, prior.latent_hop)
+            margin = operator.region_margin() if self.settings.project else segment
+            weights = region_weights([margin, segment])
         self._check_measurement(operator.for_window(windows[0].start, windows[0].length), y)
         shared: dict[int, Operator] = {}
         records: list[dict] = []
@@ -215,11 +221,10 @@ class Restorer:
                             "seconds_window": time.perf_counter() - began})
             return torch.stack([result.wave, result.raw])
 
-        base = None if regions is None else torch.nn.functional.pad(
-            y, (0, length - y.shape[-1])).float()
+        base = None if regions is None else fit_length(y, length)
         wave, raw = overlap_add(windows, restore_window, length, weights, base)
         gaps = [] if regions is None else operator.spec()["gaps"]
-        return Restoration(wave, raw, window_record(records, self.segment, self.overlap, gaps))
+        return Restoration(wave, raw, window_record(records, segment, overlap, gaps))
 
     @staticmethod
     def _check_measurement(operator: Operator, y: Tensor) -> None:
@@ -272,11 +277,9 @@ class Restorer:
         result = self.restore_windows(operator, y, length)
         restored = from_mid_side(result.wave) if mid_side else result.wave
         out_rate = out_rate or operator.output_rate(rate)
-        if self.settings.project:
-            out = operator.keep_original(wave, restored, rate, prior.sample_rate, out_rate)
-        else:
-            out = Operator.keep_original(operator, wave, restored, rate, prior.sample_rate,
-                                         out_rate)
+        out = (operator.keep_original(wave, restored, rate, prior.sample_rate, out_rate)
+               if self.settings.project else
+               resampled_like(wave, restored, rate, prior.sample_rate, out_rate))
         record = {**result.record, "sample_rate": out_rate, "input_rate": rate,
                   "channel_mode": "mid-side" if mid_side else "independent"}
         return RecordingRestoration(out, out_rate, record)

@@ -74,7 +74,7 @@ class Settings:
             "step": (self.step is None or self.sampler in STEP_SIZE,
                      f"does not apply: the {self.sampler} sampler takes no guidance step size"),
             "gamma": (self.gamma is None or self.sampler == "diffmusic",
-                      f"is the diffmusic sampler's plain step, not {self.sampler}'s"),
+                      f"is the diffmusic sampler's plain step; {self.sampler} takes step"),
             "eta": (self.eta is None or 0 <= self.eta <= 1,
                     f"must be between 0 and 1, got {self.eta}"),
             "warm_start": (self.warm_start is None or 0 < self.warm_start <= 1,
@@ -96,7 +96,7 @@ class Settings:
 
     def explicit(self) -> dict:
         """The sampler keywords set here, by the sampler's own names."""
-        values = {STEP_SIZE.get(self.sampler): self.step, "gamma": self.gamma, "eta": self.eta,
+        values = {"gamma": self.gamma, STEP_SIZE.get(self.sampler): self.step, "eta": self.eta,
                   "warm_start": self.warm_start, "guidance_scale": self.guidance_scale}
         out = {key: value for key, value in values.items() if key and value is not None}
         return out if self.vmc else {**out, "vmc": False}

@@ -188,13 +188,16 @@ def overlap_add(windows: Sequence[Window], restore_window: RestoreWindow, length
                 weights: WindowWeights, base: Tensor | None = None) -> Tensor:
     """Restore the windows one at a time and blend them by their weights.
 
+    Without ``base`` the output is the weighted mean of the windows (crossfades). With it, the
+    output is ``base`` where no window has weight, and each window's restoration where its
+    weight is positive (a later window over an earlier one): regions pasted into a recording.
+
     Args:
         windows: Windows over ``[0, length)`` (those of :func:`plan_windows` cover it all).
         restore_window: Restores one window.
         length: Samples of the recording.
         weights: The weights of each window (:func:`crossfades`, :func:`region_weights`).
-        base: What the output is where no window has weight, ``(..., length)`` (``None``:
-            the windows cover everything).
+        base: What the output is outside the windows' regions, ``(..., length)``.
 
     Returns:
         The restoration, ``(..., length)``.
@@ -210,10 +213,13 @@ def overlap_add(windows: Sequence[Window], restore_window: RestoreWindow, length
         chunk = restore_window(window)[..., : end - window.start].float().cpu()
         weight = weights(i, window)[..., : end - window.start]
         if i == 0:
-            out = chunk.new_zeros((*chunk.shape[:-1], length))
+            out = (chunk.new_zeros((*chunk.shape[:-1], length)) if base is None
+                   else base.float().cpu().expand(*chunk.shape[:-1], length).clone())
             total = weight.new_zeros((*weight.shape[:-1], length))
-        out[..., window.start:end] += chunk * weight
-        total[..., window.start:end] += weight
-    if base is None:
-        return out / total
-    return torch.where(total > 0, out / total.clamp_min(1e-12), base)
+        if base is None:
+            out[..., window.start:end] += chunk * weight
+            total[..., window.start:end] += weight
+        else:
+            out[..., window.start:end] = torch.where(weight > 0, chunk,
+                                                     out[..., window.start:end])
+    return out / total if base is None else out
