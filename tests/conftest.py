@@ -7,6 +7,8 @@ import pytest
 import torch
 from signals import music_like
 
+from diffmusic.priors import Prior, load_prior
+
 
 @pytest.fixture(scope="session")
 def clips() -> torch.Tensor:
@@ -18,6 +20,12 @@ def clips() -> torch.Tensor:
 def stems() -> torch.Tensor:
     """Two songs of four music-like stems, ``(2, 4, N)``."""
     return torch.stack([torch.stack([music_like(10 * s + k) for k in range(4)]) for s in range(2)])
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Prior:
+    """The tiny prior: random weights, the real classes (priors are read-only, so one is shared)."""
+    return load_prior("tiny")
 
 
 @pytest.fixture(scope="module")

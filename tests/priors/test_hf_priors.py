@@ -5,29 +5,15 @@ import json
 import pytest
 import torch
 from hf_components import save_audioldm2, save_musicldm
+from operator_cases import RATE, SOURCES, N, short_operators
 from signals import music_like
 
 from diffmusic.dsp import log_mel
-from diffmusic.operators import (
-    Dereverberation,
-    Inpainting,
-    PhaseRetrieval,
-    SourceSeparation,
-    SuperResolution,
-)
 from diffmusic.priors import PriorNotFound, load_prior
 from diffmusic.priors.prompts import parse_prompts
 from diffmusic.restoration import Settings, restore
 
-RATE, N = 16000, 20480
-SOURCES = ["vocals", "drums"]
-OPERATORS = {
-    "inpainting": lambda: Inpainting(RATE, N, [(0.5, 0.7)]),
-    "super_resolution": lambda: SuperResolution(RATE, N, 2),
-    "phase_retrieval": lambda: PhaseRetrieval(RATE, N, iterations=10),
-    "source_separation": lambda: SourceSeparation(RATE, N, SOURCES, [1.0, 0.7]),
-    "dereverberation": lambda: Dereverberation(RATE, N, rir_length=0.3),
-}
+OPERATORS = short_operators(iterations=10)
 # every sampler and every task once per prior, paired to keep the file fast
 RUNS = list(zip(["diffmusic", "dps", "dsg", "mpgd", "ddim"], OPERATORS, strict=True))
 

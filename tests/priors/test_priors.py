@@ -14,11 +14,6 @@ from diffmusic.priors.schedule import alphas_cumprod_from_config, scaled_linear_
 from diffmusic.priors.tiny import tiny_prior
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_prior("tiny")
-
-
 def test_tiny_prior_has_the_audioldm_geometry(tiny):
     assert tiny.latent_shape(81920) == (8, 128, 16)
     z = torch.randn(2, 8, 128, 16, generator=torch.Generator().manual_seed(0))

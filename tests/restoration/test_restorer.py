@@ -24,12 +24,6 @@ from diffmusic.restoration import Restorer, Settings, restore
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny() -> Prior:
-    """The random-weight tiny prior."""
-    return load_prior("tiny")
-
-
 @pytest.mark.parametrize("task", ["inpainting", "dereverberation"])
 def test_one_window_is_exactly_restore(task: str, tiny: Prior, clips: torch.Tensor) -> None:
     n = 20480

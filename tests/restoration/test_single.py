@@ -2,26 +2,16 @@
 
 import pytest
 import torch
+from operator_cases import RATE, N, short_operators
 from signals import music_like
 
 from diffmusic.operators import (
-    Dereverberation,
     Inpainting,
-    PhaseRetrieval,
     SourceSeparation,
-    SuperResolution,
 )
-from diffmusic.priors import load_prior
 from diffmusic.restoration import Settings, restore
 from diffmusic.restoration.single import expand_prompts
 from diffmusic.samplers import SAMPLERS
-
-RATE, N = 16000, 20480
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_prior("tiny")
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +19,8 @@ def clip() -> torch.Tensor:
     return music_like(5, N)[None]
 
 
-OPERATORS = {
-    "inpainting": lambda: Inpainting(RATE, N, [(0.5, 0.7)]),
-    "super_resolution": lambda: SuperResolution(RATE, N, 2),
-    "phase_retrieval": lambda: PhaseRetrieval(RATE, N, iterations=20),
-    "dereverberation": lambda: Dereverberation(RATE, N, rir_length=0.3),
-}
+OPERATORS = {task: make for task, make in short_operators().items()
+             if task != "source_separation"}
 
 
 @pytest.mark.parametrize("task", OPERATORS)

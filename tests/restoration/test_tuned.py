@@ -8,18 +8,13 @@ from signals import music_like
 from torch import Tensor
 
 from diffmusic.operators import TASKS, Inpainting
-from diffmusic.priors import DEFAULT_PRIOR, load_prior
+from diffmusic.priors import DEFAULT_PRIOR
 from diffmusic.restoration import Settings, restore
 from diffmusic.restoration.tuned import ENV_VAR, TUNED_DIR, load_tuned
 from diffmusic.samplers import RHO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RATE, N = 16000, 20480
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_prior("tiny")
 
 
 def _write_tuned(path: Path, prior: str, rho: float) -> Path:
