@@ -20,7 +20,7 @@ from diffmusic.operators import OPERATORS, Operator
 from diffmusic.operators.source_separation import SILENT_DB
 from diffmusic.priors import DEFAULT_PRIOR, cached_prior
 from diffmusic.priors.base import Prior
-from diffmusic.restoration import Restorer, Settings
+from diffmusic.restoration import Settings, restore
 from diffmusic.restoration.tuned import TunedSource
 
 METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": LSD_EPS,
@@ -110,7 +110,7 @@ class Runner:
             sampler, keywords or {}, steps=self.config.steps, seed=job.seed,
             tuned=False if keywords is not None else self.config.tuned)
         device = self.prior.device
-        out = Restorer(self.prior, settings).restore(operator.to(device), y[None].to(device))
+        out = restore(self.prior, operator.to(device), y[None].to(device), settings)
         rec = out.record
         settings = {"sampler": sampler, "steps": rec["steps"], "seed": rec["seed"],
                     "sampler_settings": rec["settings"], "guidance_scale": rec["guidance_scale"],

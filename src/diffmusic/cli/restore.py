@@ -62,24 +62,22 @@ def check_prior(measurement: Measurement, prior: Prior) -> None:
                        f"{prior.name} prior works at {rate} Hz")
 
 
-def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Tensor],
-                  rate: int, record: dict, fields: dict, started: float, clip_mode: str,
-                  bits: int | None = None, rir_file: Path | None = None) -> dict:
-    """Bring the audio inside full scale (``clip_mode``, recorded), then write the audio files
-    and the record, each atomically; on failure (a full disk...) remove what this call wrote,
-    so that no partial restoration is left behind.
+def output_record(record: dict, started: float, rir_file: Path | None = None,
+                  **fields: object) -> dict:
+    """A restoration's record as ``restore`` writes it: impulse responses named, not listed
+    (:func:`compact_rir`), the version, what the command adds (``fields``: its input, lengths),
+    the padded length and the seconds since ``started`` (``time.perf_counter()``)."""
+    return {**compact_rir(record, rir_file), "diffmusic_version": package_version(), **fields,
+            "padded_length": record["windows"][0]["length"],
+            "seconds_total": time.perf_counter() - started}
 
-    Args:
-        audio_paths: One file per wave.
-        json_path: The record's file.
-        waves: ``(channels, samples)`` each, at ``rate``.
-        rate: Sample rate in Hz.
-        record: The restoration's record.
-        fields: What the command adds (its input, lengths).
-        started: ``time.perf_counter()`` when the command began.
-        clip_mode: See :func:`diffmusic.audio.fit_full_scale`.
-        bits: Integer PCM depth (``None``: float wav, 24-bit flac).
-        rir_file: The impulse response file named in place of its samples.
+
+def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Tensor],
+                  rate: int, record: dict, clip_mode: str, bits: int | None = None) -> dict:
+    """Bring the audio inside full scale (``clip_mode``, recorded), then write the audio files
+    (``(channels, samples)`` each, at ``rate``; ``bits``: integer PCM depth, ``None``: float
+    wav, 24-bit flac) and the record, each atomically; on failure (a full disk...) remove what
+    this call wrote, so that no partial restoration is left behind.
 
     Returns:
         The record written.
@@ -88,10 +86,7 @@ def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Te
         OutputError: A file could not be written.
     """
     waves, full_scale = fit_full_scale(waves, clip_mode)
-    record = {**compact_rir(record, rir_file), "diffmusic_version": package_version(), **fields,
-              "output": [str(p) for p in audio_paths],
-              "padded_length": record["windows"][0]["length"],
-              "seconds_total": time.perf_counter() - started,
+    record = {**record, "output": [str(p) for p in audio_paths],
               "full_scale": full_scale.to_dict(), "bits": bits}
     write_together([*((path, functools.partial(save_audio, wave=wave, sample_rate=rate,
                                                bits=bits))
@@ -154,10 +149,10 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: Settin
     wave = result.wave[0]
     waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
                                                       range(operator.num_sources)]
-    record = write_outputs(audio_paths, json_path, waves, operator.sample_rate, result.record,
-                           {"measurement": str(measurement.origin),
-                            "sample_rate": operator.sample_rate, "length": measurement.length},
-                           start, settings.clip_mode, bits)
+    record = output_record(result.record, start, measurement=str(measurement.origin),
+                           sample_rate=operator.sample_rate, length=measurement.length)
+    record = write_outputs(audio_paths, json_path, waves, operator.sample_rate, record,
+                           settings.clip_mode, bits)
     return result, record
 
 
@@ -213,10 +208,10 @@ def restore_file(job: FileJob, options: OperatorOptions, args: argparse.Namespac
     wave = result.wave
     waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
     bits = args.bits if args.bits is not None else pcm_bits(job.source)
-    return write_outputs(audio_paths, json_path, waves, result.sample_rate, result.record,
-                         {"input": str(job.source), "channels": wave.shape[0],
-                          "length": wave.shape[-1]}, start, settings.clip_mode, bits,
-                         options.rir)
+    record = output_record(result.record, start, options.rir, input=str(job.source),
+                           channels=wave.shape[0], length=wave.shape[-1])
+    return write_outputs(audio_paths, json_path, waves, result.sample_rate, record,
+                         settings.clip_mode, bits)
 
 
 def run_files(args: argparse.Namespace) -> int:

@@ -46,8 +46,8 @@ class Operator(nn.Module, ABC):
 
     task: ClassVar[str]
     options: ClassVar[tuple[str, ...]] = ()
-    """Constructor keywords a user sets (command line, bench, demo); the protocol's values are
-    the constructor's defaults."""
+    """Keywords of :meth:`from_options` a user sets (command line, bench, demo); left out, they
+    take the protocol's values."""
     baseline_names: ClassVar[tuple[str, ...]]
     """The classical baselines, each a method ``y -> x`` of that name, in table order."""
     measurement_kind: ClassVar[Literal["audio", "magnitude"]] = "audio"

@@ -10,13 +10,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from diffmusic.dsp import MelConfig, log_mel, raised_cosine, resample_region
-from diffmusic.names import DEFAULT_GAP
+from diffmusic.names import CLIP_SAMPLES, DEFAULT_GAP, SAMPLE_RATE
 from diffmusic.operators.base import Operator, Span
 
 MaskType = Literal["box", "random", "periodic"]
 Gap = tuple[float, float]
-PAPER_CLIP_SECONDS = 5.12
-"""Length of the paper's clips, in which its gap is :data:`diffmusic.names.DEFAULT_GAP`."""
+PAPER_SECONDS = CLIP_SAMPLES / SAMPLE_RATE
+"""Length of the paper's clips (5.12 s), in which its gap is :data:`DEFAULT_GAP`."""
 
 
 def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None = None,
@@ -101,7 +101,7 @@ class Inpainting(Operator):
         generator = torch.Generator().manual_seed(seed)
         mask_type = mask_type or "box"
         if gaps is None and mask_type == "box":
-            gaps = [tuple(round(edge / PAPER_CLIP_SECONDS * seconds, 4) for edge in DEFAULT_GAP)]
+            gaps = [tuple(round(edge / PAPER_SECONDS * seconds, 4) for edge in DEFAULT_GAP)]
         chosen = make_gaps(mask_type, seconds, gaps, generator=generator)
         for start, end in chosen:
             if end > seconds + 1e-9:

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -200,23 +201,25 @@ class Restorer:
             windows = plan_gap_windows(length, segment, spans, overlap, prior.latent_hop)
             margin = operator.region_margin() if self.settings.project else segment
             weights = region_weights([margin, segment])
-        self._check_measurement(operator.for_window(windows[0].start, windows[0].length), y)
-        shared: dict[int, Operator] = {}
+        # windows of one length share an operator, except those around regions (their gaps)
+        window_operator = functools.lru_cache(maxsize=1)(operator.for_window)
+
+        def key(window: Window) -> tuple[int, int]:
+            return (window.start if regions is not None else 0), window.length
+
+        self._check_measurement(window_operator(*key(windows[0])), y)
         records: list[dict] = []
 
         def restore_window(window: Window) -> Tensor:
-            key = window.start if regions is not None else window.length
-            if key not in shared:  # windows of one length share an operator, except regions'
-                shared.clear()
-                shared[key] = operator.for_window(window.start, window.length).to(prior.device)
             piece = operator.slice_measurement(y, window.start, window.length)
             label = f"{operator.task} ({self.settings.sampler})"
             if len(windows) > 1:
                 label += f" window {len(records) + 1}/{len(windows)}"
             began = time.perf_counter()
             with self.progress(label, self.settings.steps) as callback:
-                result = self.restore(shared[key], piece.to(prior.device),
-                                      self.settings.seed + len(records), callback)
+                result = self.restore(window_operator(*key(window)).to(prior.device),
+                                      piece.to(prior.device), self.settings.seed + len(records),
+                                      callback)
             records.append({**result.record, "start": window.start, "length": window.length,
                             "seconds_window": time.perf_counter() - began})
             return torch.stack([result.wave, result.raw])

@@ -19,9 +19,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.dsp import raised_cosine
-
-Span = tuple[int, int]
-"""``(start, end)`` in samples, end exclusive."""
+from diffmusic.operators.base import Span
 
 
 @dataclass(frozen=True)
