@@ -93,18 +93,8 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
 
 
-def is_valid_group(group: str, percent: int = VALID_PERCENT) -> bool:
-    """Whether a split group goes to validation by its hash (about ``percent`` %)."""
-    return stable_hash(group) % 100 < percent
-
-
-def split_groups(
-    items: Sequence[T],
-    group: Callable[[T], str],
-    source: Callable[[T], str],
-    percent: int = VALID_PERCENT,
-    min_groups: int = 4,
-) -> dict[str, list[T]]:
+def split_groups(items: Sequence[T], group: Callable[[T], str], source: Callable[[T], str],
+                 percent: int = VALID_PERCENT, min_groups: int = 4) -> dict[str, list[T]]:
     """Split items into train/validation by group, deterministically.
 
     A group goes to validation when its hash falls below ``percent``. Every source with at
@@ -126,7 +116,7 @@ def split_groups(
         groups_by_source.setdefault(source(item), set()).add(group(item))
     valid: set[str] = set()
     for groups in groups_by_source.values():
-        chosen = {g for g in groups if is_valid_group(g, percent)}
+        chosen = {g for g in groups if stable_hash(g) % 100 < percent}
         if not chosen and len(groups) >= min_groups:
             chosen = {min(groups, key=stable_hash)}
         valid |= chosen
@@ -150,31 +140,42 @@ def ensure_tools(tools: Iterable[str], apt_packages: Iterable[str], force: bool 
     run(["apt-get", "install", "-y", "-qq", *apt_packages])
 
 
-def download_package(package: str, deb_dir: Path) -> Path | None:
-    """Fetch a package's .deb into ``deb_dir`` (once); returns it, or None on failure."""
+def fetch_package(package: str, work_dir: Path, license_dir: Path) -> Path | None:
+    """Download and unpack a package (once), copy its license; returns its unpacked folder.
+
+    The .deb goes to ``work_dir/debs``; it is unpacked, with the music zip archives inside it
+    (:data:`ARCHIVES`), into ``work_dir/unpacked/<package>``; its ``usr/share/doc/*/copyright``
+    is copied to ``license_dir/<package>.copyright``.
+
+    Returns:
+        The unpacked folder, or None (with a warning) when the download fails.
+    """
+    deb_dir = work_dir / "debs"
     deb_dir.mkdir(parents=True, exist_ok=True)
-    found = sorted(deb_dir.glob(f"{package}_*.deb"))
-    if not found:
+    if not list(deb_dir.glob(f"{package}_*.deb")):
         try:
             run(["apt-get", "download", package], cwd=deb_dir)
         except (subprocess.CalledProcessError, FileNotFoundError) as err:
             log.warning("skipping %s: apt-get download failed: %s", package, err)
             return None
-        found = sorted(deb_dir.glob(f"{package}_*.deb"))
-    return found[-1] if found else None
-
-
-def unpack_package(deb: Path, target: Path) -> Path:
-    """Unpack a .deb and the music zip archives inside it into ``target`` (once)."""
-    marker = target / ".unpacked"
-    if not marker.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        run(["dpkg-deb", "-x", str(deb), str(target)])
-        for archive in (p for name in ARCHIVES for p in target.rglob(name)):
+    found = sorted(deb_dir.glob(f"{package}_*.deb"))
+    if not found:
+        return None
+    root = work_dir / "unpacked" / package
+    if not (root / ".unpacked").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        run(["dpkg-deb", "-x", str(found[-1]), str(root)])
+        for archive in (p for name in ARCHIVES for p in root.rglob(name)):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(archive.with_suffix(".unzipped"))
-        marker.touch()
-    return target
+        (root / ".unpacked").touch()
+    licenses = sorted(root.glob("usr/share/doc/*/copyright"))
+    if licenses:
+        license_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(licenses[0], license_dir / f"{package}.copyright")
+    else:
+        log.warning("%s has no copyright file", package)
+    return root
 
 
 def probe_seconds(path: Path) -> float:
@@ -186,44 +187,23 @@ def probe_seconds(path: Path) -> float:
         return 0.0
 
 
-def find_music(package: str, root: Path) -> list[Path]:
-    """Music files of an unpacked package, sorted, selected by :data:`PACKAGES`."""
+def package_tracks(package: str, root: Path, workers: int = 2) -> list[Track]:
+    """Tracks of an unpacked package that last at least :data:`MIN_SECONDS`.
+
+    The music files are selected by :data:`PACKAGES`; a track is named by its file stem,
+    prefixed by its folder where stems collide.
+    """
     pattern = re.compile(PACKAGES.get(package, ""), re.IGNORECASE)
     files = (p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    return sorted(p for p in files if pattern.search("/" + p.relative_to(root).as_posix()))
-
-
-def track_names(paths: Sequence[Path]) -> list[str]:
-    """Unique safe names: the file stem, prefixed by its folder where stems collide."""
+    paths = sorted(p for p in files if pattern.search("/" + p.relative_to(root).as_posix()))
     stems = [sanitize(p.stem) for p in paths]
-    return [
-        sanitize(f"{p.parent.name}_{stem}") if stems.count(stem) > 1 else stem
-        for p, stem in zip(paths, stems, strict=True)
-    ]
-
-
-def package_tracks(package: str, root: Path, workers: int = 2) -> list[Track]:
-    """Tracks of an unpacked package that last at least :data:`MIN_SECONDS`."""
-    paths = find_music(package, root)
+    names = [sanitize(f"{p.parent.name}_{stem}") if stems.count(stem) > 1 else stem
+             for p, stem in zip(paths, stems, strict=True)]
     with ThreadPoolExecutor(workers) as pool:
         seconds = list(pool.map(probe_seconds, paths))
-    tracks = [
-        Track(package, name, path, sec)
-        for path, name, sec in zip(paths, track_names(paths), seconds, strict=True)
-    ]
+    tracks = [Track(package, name, path, sec)
+              for path, name, sec in zip(paths, names, seconds, strict=True)]
     return [t for t in tracks if t.seconds >= MIN_SECONDS]
-
-
-def copy_license(package: str, root: Path, license_dir: Path) -> Path | None:
-    """Copy the package's ``usr/share/doc/*/copyright`` to ``<package>.copyright``."""
-    sources = sorted(root.glob("usr/share/doc/*/copyright"))
-    if not sources:
-        log.warning("%s has no copyright file", package)
-        return None
-    license_dir.mkdir(parents=True, exist_ok=True)
-    target = license_dir / f"{package}.copyright"
-    shutil.copyfile(sources[0], target)
-    return target
 
 
 def convert(source: Path, target: Path) -> Path | None:
@@ -248,28 +228,9 @@ def convert(source: Path, target: Path) -> Path | None:
     return target
 
 
-def collect_tracks(packages: Iterable[str], work_dir: Path, license_dir: Path) -> list[Track]:
-    """Download and unpack packages, gather their licenses and music tracks."""
-    tracks: list[Track] = []
-    for package in tqdm(list(packages), desc="music packages", unit="pkg"):
-        deb = download_package(package, work_dir / "debs")
-        if deb is None:
-            continue
-        root = unpack_package(deb, work_dir / "unpacked" / package)
-        copy_license(package, root, license_dir)
-        found = package_tracks(package, root)
-        if not found:
-            log.warning("%s: no music found", package)
-        tracks += found
-    return tracks
-
-
-def prepare_music(
-    data_dir: Path,
-    work_dir: Path | None = None,
-    packages: Iterable[str] = tuple(PACKAGES),
-    workers: int = 2,
-) -> dict[str, list[Track]]:
+def prepare_music(data_dir: Path, work_dir: Path | None = None,
+                  packages: Iterable[str] = tuple(PACKAGES), workers: int = 2,
+                  ) -> dict[str, list[Track]]:
     """Build ``DATA/music/{train,valid}`` and ``DATA/licenses``; resumable.
 
     Args:
@@ -284,13 +245,16 @@ def prepare_music(
     data_dir = Path(data_dir)
     work_dir = Path(work_dir) if work_dir else data_dir / "_work"
     ensure_tools(["ffmpeg", "ffprobe"], ["ffmpeg"])
-    tracks = collect_tracks(packages, work_dir, data_dir / "licenses")
+    tracks: list[Track] = []
+    for package in tqdm(list(packages), desc="music packages", unit="pkg"):
+        root = fetch_package(package, work_dir, data_dir / "licenses")
+        found = [] if root is None else package_tracks(package, root)
+        if root is not None and not found:
+            log.warning("%s: no music found", package)
+        tracks += found
     splits = split_groups(tracks, group=lambda t: t.group, source=lambda t: t.package)
-    jobs = [
-        (track.path, data_dir / "music" / split / track.filename)
-        for split, members in splits.items()
-        for track in members
-    ]
+    jobs = [(track.path, data_dir / "music" / split / track.filename)
+            for split, members in splits.items() for track in members]
     with ThreadPoolExecutor(workers) as pool:
         pending = [pool.submit(convert, src, dst) for src, dst in jobs]
         for future in tqdm(pending, desc="music tracks", unit="track"):

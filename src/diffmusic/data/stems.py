@@ -26,15 +26,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from diffmusic.data.music import (
-    copy_license,
-    download_package,
-    ensure_tools,
-    sanitize,
-    split_groups,
-    stable_hash,
-    unpack_package,
-)
+from diffmusic.data.music import ensure_tools, fetch_package, sanitize, split_groups, stable_hash
 from diffmusic.names import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -64,41 +56,8 @@ PROGRAMS: dict[str, tuple[int, ...]] = {
     "vocals": (52, 52, 53, 53, 54, 85, 68, 73),
     "bass": (32, 33, 34, 35, 36, 37, 38, 39, 43),
     "drums": (0, 8, 16, 24, 25, 32, 40, 48),
-    "other": (
-        0,
-        1,
-        2,
-        4,
-        6,
-        11,
-        16,
-        19,
-        21,
-        24,
-        25,
-        26,
-        40,
-        41,
-        42,
-        46,
-        48,
-        49,
-        56,
-        57,
-        60,
-        61,
-        64,
-        65,
-        66,
-        70,
-        71,
-        72,
-        80,
-        81,
-        88,
-        89,
-        91,
-    ),
+    "other": (0, 1, 2, 4, 6, 11, 16, 19, 21, 24, 25, 26, 40, 41, 42, 46, 48, 49, 56, 57, 60, 61,
+              64, 65, 66, 70, 71, 72, 80, 81, 88, 89, 91),
 }
 
 _SYNTH: tuple | None = None  # (fluidsynth.Synth, soundfont id), one per worker process
@@ -206,11 +165,6 @@ def window(pm, start_fraction: float, seconds: float = MAX_SECONDS) -> list:
     return crop(instruments, start, start + seconds)
 
 
-def mean_pitch(inst) -> float:
-    """Mean MIDI pitch of an instrument's notes."""
-    return float(np.mean([n.pitch for n in inst.notes]))
-
-
 def assign_roles(instruments: list, from_score: bool) -> dict[str, list]:
     """Map instruments to roles.
 
@@ -221,7 +175,8 @@ def assign_roles(instruments: list, from_score: bool) -> dict[str, list]:
     """
     roles: dict[str, list] = {role: [] for role in ROLES}
     roles["drums"] = [i for i in instruments if i.is_drum]
-    melodic = sorted((i for i in instruments if not i.is_drum), key=mean_pitch)
+    melodic = sorted((i for i in instruments if not i.is_drum),
+                     key=lambda i: np.mean([n.pitch for n in i.notes]))
     if from_score:
         bass = melodic[:1] if len(melodic) > 1 else []
     else:
@@ -233,13 +188,6 @@ def assign_roles(instruments: list, from_score: bool) -> dict[str, list]:
     roles["vocals"] = leads[-1:]
     roles["other"] = [i for i in rest if i not in roles["vocals"]]
     return roles
-
-
-def randomize_programs(roles: dict[str, list], rng: np.random.Generator) -> None:
-    """Draw each instrument's program from its role's list (in place)."""
-    for role, instruments in roles.items():
-        for inst in instruments:
-            inst.program = int(rng.choice(PROGRAMS[role]))
 
 
 def synth() -> tuple:
@@ -304,7 +252,10 @@ def render_song(song: Song, target: Path, seed: int = SEED) -> Path | None:
         return target
     pm = load_midi(song)
     roles = assign_roles(window(pm, song.start_fraction), song.source == "corpus")
-    randomize_programs(roles, np.random.default_rng([seed, stable_hash(song.name) % 2**32]))
+    rng = np.random.default_rng([seed, stable_hash(song.name) % 2**32])
+    for role, instruments in roles.items():
+        for inst in instruments:  # a program drawn from the role's list
+            inst.program = int(rng.choice(PROGRAMS[role]))
     stems = {role: render(insts) for role, insts in roles.items() if insts}
     if not stems:
         return None
@@ -326,8 +277,11 @@ def _render_job(job: tuple[Song, Path]) -> Path | None:
         return None
 
 
-def copy_stem_licenses(license_dir: Path) -> None:
-    """Copy the licenses of the music21 corpus and of the soundfont into ``license_dir``."""
+def all_songs(work_dir: Path, license_dir: Path, corpus_works: int | None, seed: int) -> list[Song]:
+    """Corpus works and windows of the package's MIDI files (if it can be fetched).
+
+    The licenses of the corpus, the soundfont and the package go to ``license_dir``.
+    """
     from music21 import common
 
     license_dir.mkdir(parents=True, exist_ok=True)
@@ -338,46 +292,26 @@ def copy_stem_licenses(license_dir: Path) -> None:
     for name, source in sources.items():
         if source.exists():
             shutil.copyfile(source, license_dir / name)
-
-
-def all_songs(work_dir: Path, license_dir: Path, corpus_works: int | None, seed: int) -> list[Song]:
-    """Corpus works and windows of the package's MIDI files (if it can be fetched)."""
-    copy_stem_licenses(license_dir)
     songs = corpus_songs(CORPUS_QUOTAS, corpus_works, seed)
-    deb = download_package(MIDI_PACKAGE, work_dir / "debs")
-    if deb is not None:
-        root = unpack_package(deb, work_dir / "unpacked" / MIDI_PACKAGE)
-        copy_license(MIDI_PACKAGE, root, license_dir)
+    root = fetch_package(MIDI_PACKAGE, work_dir, license_dir)
+    if root is not None:
         songs += midi_songs(root)
     return songs
 
 
 def without_collections(songs: Sequence[Song], exclude: Sequence[str]) -> list[Song]:
     """``songs`` minus those of the excluded collections (``blupi``: the General MIDI files)."""
-    names = {"blupi" if song.source == "midi" else song.collection for song in songs}
-    unknown = sorted(set(exclude) - names)
+    names = ["blupi" if song.source == "midi" else song.collection for song in songs]
+    unknown = sorted(set(exclude) - set(names))
     if unknown:
         raise ValueError(f"unknown collection(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(sorted(names))}")
-    return [s for s in songs if ("blupi" if s.source == "midi" else s.collection) not in exclude]
+                         f"choose from {', '.join(sorted(set(names)))}")
+    return [s for s, name in zip(songs, names, strict=True) if name not in exclude]
 
 
-def run_jobs(jobs: list[tuple[Song, Path]], workers: int) -> int:
-    """Run render jobs in a process pool with a progress bar; returns how many succeeded."""
-    with ProcessPoolExecutor(workers) as pool:
-        progress = tqdm(pool.map(_render_job, jobs), total=len(jobs), desc="stem songs")
-        results = list(progress)
-    return sum(r is not None for r in results)
-
-
-def prepare_stems(
-    data_dir: Path,
-    work_dir: Path | None = None,
-    corpus_works: int | None = None,
-    workers: int = 2,
-    seed: int = SEED,
-    exclude: Sequence[str] = (),
-) -> dict[str, list[Song]]:
+def prepare_stems(data_dir: Path, work_dir: Path | None = None, corpus_works: int | None = None,
+                  workers: int = 2, seed: int = SEED, exclude: Sequence[str] = (),
+                  ) -> dict[str, list[Song]]:
     """Build ``DATA/stems/{train,valid}``; resumable.
 
     Args:
@@ -398,11 +332,9 @@ def prepare_stems(
     songs = all_songs(work_dir, data_dir / "licenses", corpus_works, seed)
     songs = without_collections(songs, exclude)
     splits = split_groups(songs, group=lambda s: s.group, source=lambda s: s.collection)
-    jobs = [
-        (song, data_dir / "stems" / split / song.name)
-        for split, members in splits.items()
-        for song in members
-    ]
-    done = run_jobs(jobs, workers)
-    log.info("rendered %d of %d stem songs", done, len(jobs))
+    jobs = [(song, data_dir / "stems" / split / song.name)
+            for split, members in splits.items() for song in members]
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(tqdm(pool.map(_render_job, jobs), total=len(jobs), desc="stem songs"))
+    log.info("rendered %d of %d stem songs", sum(r is not None for r in results), len(jobs))
     return splits
