@@ -86,6 +86,20 @@ def clip_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
     return max(1, round(seconds * sample_rate / 640)) * 640
 
 
+def _file_clips(items: list[tuple[str, list[Path], Path]], sources: Sequence[str],
+                seconds: float, offset: float, limit: int | None) -> list[Clip]:
+    """One clip per ``(name, files, origin)``: the window follows the first file's length; the
+    files' windows are stacked ``(K, N)`` when ``sources`` name them, else the one is ``(N,)``."""
+    n = clip_samples(seconds)
+    clips = []
+    for name, files, origin in items[:limit]:
+        start = window_start(duration(files[0]), n / SAMPLE_RATE, offset)
+        wave = torch.stack([read_window(f, start, n) for f in files])
+        clips.append(Clip(name, wave if sources else wave[0], tuple(sources), start,
+                          {"path": str(origin)}))
+    return clips
+
+
 def audio_clips(folder: str | Path, seconds: float = CLIP_SECONDS,
                 offset: float = OFFSET_SECONDS, limit: int | None = None) -> list[Clip]:
     """One clip per audio file of ``folder`` (sorted by name), at most ``limit``.
@@ -96,20 +110,7 @@ def audio_clips(folder: str | Path, seconds: float = CLIP_SECONDS,
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise AudioError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    n = clip_samples(seconds)
-    clips = []
-    for path in files[:limit]:
-        start = window_start(duration(path), n / SAMPLE_RATE, offset)
-        clips.append(Clip(path.stem, read_window(path, start, n), start=start,
-                          meta={"path": str(path)}))
-    return clips
-
-
-def song_folders(folder: str | Path, sources: Sequence[str]) -> list[Path]:
-    """Song folders of a MUSDB18-HQ-style tree holding every stem in ``sources``."""
-    root = Path(folder)
-    return sorted(p for p in root.iterdir() if p.is_dir()
-                  and all(_stem_file(p, s) is not None for s in sources))
+    return _file_clips([(p.stem, [p], p) for p in files], (), seconds, offset, limit)
 
 
 def _stem_file(song: Path, stem: str) -> Path | None:
@@ -127,17 +128,12 @@ def stem_clips(folder: str | Path, sources: Sequence[str] = MUSDB_STEMS,
     Raises:
         AudioError: No song folder holds all the stems.
     """
-    songs = song_folders(folder, sources)
+    songs = [(p.name, [_stem_file(p, s) for s in sources], p)
+             for p in sorted(Path(folder).iterdir()) if p.is_dir()]
+    songs = [song for song in songs if None not in song[1]]
     if not songs:
         return _musdb_clips(folder, sources, seconds, offset, limit)
-    n = clip_samples(seconds)
-    clips = []
-    for song in songs[:limit]:
-        files = [_stem_file(song, s) for s in sources]
-        start = window_start(duration(files[0]), n / SAMPLE_RATE, offset)
-        wave = torch.stack([read_window(f, start, n) for f in files])
-        clips.append(Clip(song.name, wave, tuple(sources), start, {"path": str(song)}))
-    return clips
+    return _file_clips(songs, sources, seconds, offset, limit)
 
 
 def _musdb_clips(folder: str | Path, sources: Sequence[str], seconds: float, offset: float,

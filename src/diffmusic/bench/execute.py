@@ -25,10 +25,6 @@ Task = tuple[list[Job], Clip, bool]
 _RUNNER: Runner | None = None
 
 
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
 def _run_task(config: RunConfig, task: Task) -> list[dict]:
     """Run one group in this process with a runner kept for every later group of ``config``."""
     global _RUNNER
@@ -69,15 +65,10 @@ def store_rows(store: Store, rows: list[dict], embedding: str | None) -> int:
     return new
 
 
-def _serial(work: list[Task], config: RunConfig) -> Iterator[list[dict]]:
-    for task in work:
-        yield _run_task(config, task)
-
-
 def _local(work: list[Task], config: RunConfig, workers: int) -> Iterator[list[dict]]:
     threads = max(1, torch.get_num_threads() // workers)
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, ctx, _set_threads, (threads,)) as pool:
+    with cf.ProcessPoolExecutor(workers, ctx, torch.set_num_threads, (threads,)) as pool:
         futures = [pool.submit(_run_task, config, task) for task in work]
         for future in cf.as_completed(futures):
             yield future.result()
@@ -108,7 +99,7 @@ def execute(work: list[Task], store: Store, config: RunConfig, workers: int = 1,
     elif workers > 1:
         results = _local(work, config, workers)
     else:
-        results = _serial(work, config)
+        results = (_run_task(config, task) for task in work)
     new = 0
     for rows in results:
         new += store_rows(store, rows, config.embedding)

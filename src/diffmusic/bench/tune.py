@@ -53,10 +53,6 @@ METRIC: dict[str, tuple[str, int]] = {"source_separation": ("si_sdr", -1)}
 """Task -> (metric, sign) where ``sign * metric`` is minimised; other tasks minimise LSD."""
 
 
-def _split_name(opts: BenchOptions) -> str:
-    return ", ".join(str(p) for p in (opts.tune_data, opts.tune_stems) if p is not None)
-
-
 def _save(path: Path, content: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(content, indent=1))
@@ -166,7 +162,8 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
                         limit=opts.tune_limit or opts.limit)
     runner = Runner(replace(config, embedding=None, audio_dir=None, tuned=False))
     partial = opts.out / "tuned.partial.json"
-    tuned = _previous(opts, {"prior": runner.prior.name, "split": _split_name(opts),
+    split = ", ".join(str(p) for p in (opts.tune_data, opts.tune_stems) if p is not None)
+    tuned = _previous(opts, {"prior": runner.prior.name, "split": split,
                              "metric": {}, "steps": opts.steps, "clips": tune_opts.limit,
                              "per_task": {}, "scores": {}})
     for task in opts.tasks or TASKS:
@@ -180,7 +177,3 @@ def tune(opts: BenchOptions, config: RunConfig) -> Path:
     _save(path, tuned)
     partial.unlink(missing_ok=True)
     return path
-
-
-__all__ = ["ETA", "GRID", "GUIDANCE", "WARM_START", "best_value", "mean_score", "settings_text",
-           "tune", "with_choice"]
