@@ -46,12 +46,17 @@ def gap_type(text: str) -> list[tuple[float, float]]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _number(text: str, cast: type, what: str = "a number") -> float:
+    """``cast(text)``; an argparse error saying ``what`` was expected when that fails."""
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
 def steps_type(text: str) -> int:
     """Parse a number of sampling steps (at least 2)."""
-    try:
-        steps = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    steps = _number(text, int, "an integer")
     if steps < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2, got {steps}")
     return steps
@@ -63,10 +68,7 @@ MAX_SEED = 2**63 - 1
 
 def seed_type(text: str) -> int:
     """Parse a seed: an integer in ``[0, 2**63 - 1]``."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    seed = _number(text, int, "an integer")
     if not 0 <= seed <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
     return seed
@@ -74,10 +76,7 @@ def seed_type(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """Parse a finite number greater than 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text, float)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
@@ -126,14 +125,27 @@ def level_type(text: str) -> float | None:
     """``--level``: a level in dBFS (below 0), or ``off``."""
     if text.lower() == "off":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a level in dBFS or 'off', got {text!r}") \
-            from None
+    value = _number(text, float, "a level in dBFS or 'off'")
     if not -80 <= value < 0:
         raise argparse.ArgumentTypeError(f"a level must be in [-80, 0) dBFS, got {text}")
     return value
+
+
+def add_run_options(parser: argparse._ActionsContainer, steps: int, prior_help: str) -> None:
+    """``--prior``, ``--steps`` (default ``steps``) and ``--seed``."""
+    parser.add_argument("--prior", default=None, metavar="NAME|PATH", help=prior_help)
+    parser.add_argument("--steps", type=steps_type, default=steps,
+                        help=f"sampling steps, at least 2 (default {steps})")
+    parser.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
+
+
+def add_device_options(parser: argparse._ActionsContainer) -> None:
+    """``--device`` and ``--dtype`` of the prior."""
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where the prior runs (default cpu)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="parameter dtype of the prior's networks; guidance math stays "
+                             "float32 (default float32)")
 
 
 def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
@@ -141,11 +153,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     group = parser.add_argument_group("sampling options")
     group.add_argument("--sampler", choices=SAMPLER_NAMES, default="diffmusic",
                        help="posterior sampler (default diffmusic)")
-    group.add_argument("--prior", default=None, metavar="NAME|PATH",
-                       help="diffusion prior name or folder (default: the package default)")
-    group.add_argument("--steps", type=steps_type, default=steps,
-                       help=f"sampling steps, at least 2 (default {steps})")
-    group.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
+    add_run_options(group, steps, "diffusion prior name or folder (default: the package default)")
     group.add_argument("--prompt", action="append", metavar="TEXT|SOURCE=TEXT|FILE.json",
                        help="text prompt (class name for the embedded prior): once for all "
                             "sources, SOURCE=TEXT per source, or a JSON file (default: the "
@@ -171,11 +179,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             f"{LEVEL_DB:g}; off: at the input's own level)")
     group.add_argument("--no-projection", dest="projection", action="store_false",
                        help="skip the measurement-consistency projection (the paper's raw output)")
-    group.add_argument("--device", choices=DEVICES, default="cpu",
-                       help="where the prior runs (default cpu)")
-    group.add_argument("--dtype", choices=DTYPES, default="float32",
-                       help="parameter dtype of the prior's networks; guidance math stays "
-                            "float32 (default float32)")
+    add_device_options(group)
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the UNet (slow first steps, faster later ones)")
     group.add_argument("--offload", action="store_true",

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable
 from pathlib import Path
 
 from diffmusic.cli.options import (
+    add_device_options,
     add_operator_options,
+    add_run_options,
     add_sampler_options,
     positive_float,
     seed_type,
-    steps_type,
 )
 from diffmusic.names import (
     BITS,
@@ -22,8 +22,6 @@ from diffmusic.names import (
     CLIP_MODES,
     CLIP_SAMPLES,
     DEFAULT_PRIOR,
-    DEVICES,
-    DTYPES,
     SAMPLE_RATE,
     STEMS,
 )
@@ -31,16 +29,18 @@ from diffmusic.names import (
 DEFAULT_STEPS = 50
 """Sampling steps of ``restore``."""
 DEMO_STEPS = 25
-"""Sampling steps of ``demo``."""
+"""Sampling steps of ``demo``: on the tiny prior the whole demo costs about 45 s of CPU (1.2 s
+per step for its 7 latents plus 15 s fixed)."""
 
 
-def lazy_run(command: str) -> Callable[[argparse.Namespace], int]:
-    """The ``run`` of :mod:`diffmusic.cli.COMMAND`, imported on the first call."""
-
-    def run(args: argparse.Namespace) -> int:
-        return importlib.import_module(f"diffmusic.cli.{command}").run(args)
-
-    return run
+def add_command(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser,
+                name: str, **texts: str) -> argparse.ArgumentParser:
+    """Register the subcommand ``name`` (``texts``: its ``help`` and ``description``); its
+    ``run`` is :mod:`diffmusic.cli.NAME`'s, imported on the first call."""
+    module = f"diffmusic.cli.{name.replace('-', '_')}"
+    parser = subparsers.add_parser(name, parents=[common], **texts)
+    parser.set_defaults(run=lambda args: importlib.import_module(module).run(args))
+    return parser
 
 
 def names_list(text: str) -> list[str]:
@@ -50,8 +50,8 @@ def names_list(text: str) -> list[str]:
 def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``degrade``."""
     window = CLIP_SAMPLES / SAMPLE_RATE
-    parser = subparsers.add_parser(
-        "degrade", parents=[common], help="simulate a degraded recording",
+    parser = add_command(
+        subparsers, common, "degrade", help="simulate a degraded recording",
         description="Degrade a clean clip with a task's operator and write MEAS_DIR: "
                     "measurement.json, measurement.wav (measurement.npy for phase_retrieval) and "
                     "the clean reference (clean.wav, or clean/NAME.wav for source_separation).")
@@ -70,13 +70,12 @@ def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.Argumen
                         help=f"cut or zero-pad the input to this length (default: one prior "
                              f"window, {window:g} s; longer measurements are restored window "
                              "by window)")
-    parser.set_defaults(run=lazy_run("degrade"))
 
 
 def add_restore(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``restore``."""
-    parser = subparsers.add_parser(
-        "restore", parents=[common], help="restore a measurement folder or a damaged file",
+    parser = add_command(
+        subparsers, common, "restore", help="restore a measurement folder or a damaged file",
         description="Restore MEAS_DIR (written by 'diffmusic degrade') or a damaged recording "
                     "INPUT whose degradation --task and its options describe. Writes OUT (a wav; "
                     "for source_separation a folder with one wav per source) and its record "
@@ -119,14 +118,13 @@ def add_restore(subparsers: argparse._SubParsersAction, common: argparse.Argumen
                        help="integer PCM depth of wav/flac outputs (default: the input's; "
                             "32-bit float wav or 24-bit flac for float and lossy inputs)")
     add_sampler_options(parser, steps=DEFAULT_STEPS)
-    parser.set_defaults(run=lazy_run("restore"))
 
 
 def add_detect_gaps(subparsers: argparse._SubParsersAction,
                     common: argparse.ArgumentParser) -> None:
     """Register ``detect-gaps``."""
-    parser = subparsers.add_parser(
-        "detect-gaps", parents=[common], help="find dropouts (digital silence inside music)",
+    parser = add_command(
+        subparsers, common, "detect-gaps", help="find dropouts (digital silence inside music)",
         description="Find dropouts in INPUT: stretches where every channel stays at or below "
                     "--threshold dBFS for at least --min-duration seconds, not counting silence "
                     "at the start and end. Prints start<TAB>end<TAB>label lines in seconds (an "
@@ -140,29 +138,23 @@ def add_detect_gaps(subparsers: argparse._SubParsersAction,
                         help="shortest dropout in seconds (default 0.02)")
     parser.add_argument("--edges", action="store_true",
                         help="also report silence at the start and the end")
-    parser.set_defaults(run=lazy_run("detect_gaps"))
 
 
 def add_demo(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``demo``."""
-    parser = subparsers.add_parser(
-        "demo", parents=[common], help="run all five tasks on a test clip and write a web page",
+    parser = add_command(
+        subparsers, common, "demo", help="run all five tasks on a test clip and write a web page",
         description="Degrade a test clip with all five tasks, restore each with DiffMusic and "
                     "write DIR/TASK/ (audio, spectrograms) and DIR/index.html with metrics.")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="output folder")
-    parser.add_argument("--prior", default=None, metavar="NAME|PATH",
-                        help=f"diffusion prior (default {DEFAULT_PRIOR})")
-    parser.add_argument("--steps", type=steps_type, default=DEMO_STEPS,
-                        help=f"sampling steps, at least 2 (default {DEMO_STEPS})")
-    parser.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
-    parser.set_defaults(run=lazy_run("demo"))
+    add_run_options(parser, DEMO_STEPS, f"diffusion prior (default {DEFAULT_PRIOR})")
 
 
 def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``bench``."""
-    p = subparsers.add_parser(
-        "bench", parents=[common], help="benchmark every task and method on a folder of clips",
+    p = add_command(
+        subparsers, common, "bench", help="benchmark every task and method on a folder of clips",
         description="Degrade one 5.12 s clip per file of DATA with every task, restore it with "
                     "every method, score it and store one row per (clip, task, method, seed) in "
                     "RESULTS/results.sqlite; a killed run resumes where it stopped. Writes "
@@ -179,10 +171,7 @@ def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--prior", default=DEFAULT_PRIOR,
                    help=f"prior name or folder (default: {DEFAULT_PRIOR})")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="where the prior runs (default cpu)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="parameter dtype of the prior's networks (default float32)")
+    add_device_options(p)
     p.add_argument("--seeds", type=int, default=1, help="seeds per diffusion method (default: 1)")
     p.add_argument("--limit", type=int, help="at most this many clips per dataset")
     p.add_argument("--clip-seconds", type=float, default=5.12, help="clip length (default 5.12)")
@@ -207,7 +196,6 @@ def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--defaults", type=Path, metavar="JSON",
                    help="tuned sampler defaults (default: RESULTS/tuned.json when present, "
                         "else $DIFFMUSIC_TUNED or the prior's shipped defaults)")
-    p.set_defaults(run=lazy_run("bench"))
 
 
 COMMANDS = (add_degrade, add_restore, add_detect_gaps, add_demo, add_bench)
