@@ -118,9 +118,9 @@ def test_full_scale_modes() -> None:
     torch.testing.assert_close(b, loud[1] * RESCALE_PEAK / 2.0)
     assert info.peak == 2.0 and info.gain_db == pytest.approx(20 * np.log10(0.99 / 2))
     (a, _), info = fit_full_scale(loud, "clamp")
-    assert a.tolist() == [0.5, -1.0] and info.clamped == 2
+    assert a.tolist() == [0.5, -1.0] and info.clamped_samples == 2
     (a, _), info = fit_full_scale(loud, "none")
-    assert a is loud[0] and info.clamped == 2
+    assert a is loud[0] and info.clamped_samples == 2
     quiet = [torch.tensor([0.5, -0.25])]
     (a,), info = fit_full_scale(quiet, "rescale")
     assert a is quiet[0] and info.gain_db == 0

@@ -69,14 +69,6 @@ def _decode_with_av(path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T, dtype=np.float32), rate
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """``(samples, channels)`` float32 and the rate: libsndfile first, else PyAV."""
-    try:
-        return sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        return _decode_with_av(path)
-
-
 def load_audio(path: str | Path, sample_rate: int | None = None, mono: bool = False,
                max_channels: int = 8) -> tuple[Tensor, int]:
     """Read an audio file as float32 ``(channels, samples)``.
@@ -101,7 +93,10 @@ def load_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Fa
         check_complete(path)
     except OSError as error:
         raise AudioError(f"{path}: cannot read ({error.strerror or error})") from None
-    data, rate = _read(path)
+    try:  # libsndfile first, else PyAV
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        data, rate = _decode_with_av(path)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
     if data.shape[1] > max_channels:
@@ -161,20 +156,6 @@ def pcm_bits(path: str | Path) -> int | None:
     return {"PCM_16": 16, "PCM_24": 24}.get(subtype)
 
 
-def check_output_format(path: str | Path, bits: int | None = None) -> str:
-    """The output suffix of ``path``.
-
-    Raises:
-        AudioError: A suffix diffmusic does not write, or a bit depth the format cannot hold.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix not in WRITE_SUFFIXES:
-        raise AudioError(f"{path}: output must be one of {', '.join(WRITE_SUFFIXES)}")
-    if bits is not None and bits not in BITS:
-        raise AudioError(f"{path}: bit depth must be one of {BITS}, got {bits}")
-    return suffix
-
-
 def _encode_with_av(path: str, data: np.ndarray, rate: int, suffix: str) -> None:
     """Encode ``(channels, samples)`` float32 as mp3 or Ogg Opus with PyAV."""
     import av
@@ -216,7 +197,11 @@ def save_audio(path: str | Path, wave: Tensor, sample_rate: int, bits: int | Non
         OSError: The file cannot be written (nothing is left behind).
     """
     path = Path(path)
-    suffix = check_output_format(path, bits)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise AudioError(f"{path}: output must be one of {', '.join(WRITE_SUFFIXES)}")
+    if bits is not None and bits not in BITS:
+        raise AudioError(f"{path}: bit depth must be one of {BITS}, got {bits}")
     data = wave.detach().cpu().float().reshape(-1, wave.shape[-1]).numpy()
     if bits is not None or suffix != ".wav":
         data = np.clip(data, -1.0, 1.0)
@@ -245,19 +230,14 @@ class FullScale:
         mode: ``rescale``, ``clamp`` or ``none``.
         peak: Peak of the restoration before, linear.
         gain_db: Gain applied by ``rescale`` (0 when nothing passed full scale).
-        clamped: Samples beyond full scale that were (or, for an integer or lossy format,
-            will be) clamped.
+        clamped_samples: Samples beyond full scale that were (or, for an integer or lossy
+            format, will be) clamped.
     """
 
     mode: str
     peak: float
     gain_db: float
-    clamped: int
-
-    def to_dict(self) -> dict:
-        """JSON-ready dictionary."""
-        return {"mode": self.mode, "peak": self.peak, "gain_db": self.gain_db,
-                "clamped_samples": self.clamped}
+    clamped_samples: int
 
 
 def fit_full_scale(waves: list[Tensor], mode: str = "rescale") -> tuple[list[Tensor], FullScale]:

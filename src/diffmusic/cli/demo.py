@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from diffmusic import package_version
+from diffmusic import package_version, priors
 from diffmusic.audio import save_audio
 from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.restore import cached_prior, restore_measurement
+from diffmusic.cli.restore import restore_measurement
 from diffmusic.measurement import read_measurement, write_measurement
 from diffmusic.metrics import si_sdr
 from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
@@ -25,8 +25,6 @@ from diffmusic.report import Section, spectrogram_png, write_html, write_json
 from diffmusic.restoration import Restoration, Settings
 from diffmusic.synth import demo_clip, synth_stems
 
-"""Default sampling steps of the demo: on the tiny prior the whole demo costs about 45 s of CPU
-(1.2 s per step for its 7 latents plus 15 s fixed); about 2 minutes on a busy 2-core machine."""
 TASK_TEXT = {
     "inpainting": "The samples in [2.00 s, 3.00 s) are lost; restored outside the gap = input.",
     "super_resolution": "Downsampled to 8 kHz (factor 2); 'degraded' is the windowed-sinc "
@@ -148,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"-o {out}: exists and is not a folder")
     start = time.perf_counter()
-    prior = cached_prior(args.prior or DEFAULT_PRIOR)
+    prior = priors.cached_prior(args.prior or DEFAULT_PRIOR)
     clip, origin = demo_clip(CLIP_SAMPLES, SAMPLE_RATE)
     stems = synth_stems(CLIP_SAMPLES, SAMPLE_RATE)
     settings = Settings(steps=args.steps, seed=args.seed)

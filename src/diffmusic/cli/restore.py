@@ -29,7 +29,7 @@ from diffmusic.cluster import ray_imap
 from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
 from diffmusic.measurement import MEASUREMENT_JSON, Measurement, read_measurement
-from diffmusic.operators import STEMS, Operator
+from diffmusic.operators import STEMS
 from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.priors.prompts import parse_prompts
 from diffmusic.report import write_json
@@ -39,27 +39,6 @@ RESTORE_ERRORS = (CliError, ValueError, OutputError)
 """Failures of one file of a batch: reported, counted, and the batch goes on."""
 PARTIAL_FAILURE = 3
 """Exit status of a batch in which some files failed (the others were written)."""
-
-
-def output_paths(operator: Operator, out: Path) -> tuple[list[Path], Path]:
-    """The audio files and the JSON record a restoration writes for ``-o out``."""
-    return audio_outputs(operator.sources, out)
-
-
-def cached_prior(name: str, device: str = "cpu", dtype: str = "float32", compile: bool = False,
-                 checkpointing: bool = False, offload: bool = False) -> Prior:
-    """:func:`diffmusic.priors.cached_prior`, its CUDA error naming ``--device``."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: CUDA is not available on this machine")
-    return priors.cached_prior(name, device, dtype, compile, checkpointing, offload)
-
-
-def check_prior(measurement: Measurement, prior: Prior) -> None:
-    """Refuse measurements at another sample rate than the prior's."""
-    operator, rate = measurement.operator, prior.sample_rate
-    if operator.sample_rate != rate:
-        raise CliError(f"{measurement.origin}: the clip is at {operator.sample_rate} Hz but the "
-                       f"{prior.name} prior works at {rate} Hz")
 
 
 def output_record(record: dict, started: float, rir_file: Path | None = None,
@@ -72,12 +51,13 @@ def output_record(record: dict, started: float, rir_file: Path | None = None,
             "seconds_total": time.perf_counter() - started}
 
 
-def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Tensor],
+def write_outputs(audio_paths: list[Path], json_path: Path, wave: torch.Tensor,
                   rate: int, record: dict, clip_mode: str, bits: int | None = None) -> dict:
     """Bring the audio inside full scale (``clip_mode``, recorded), then write the audio files
-    (``(channels, samples)`` each, at ``rate``; ``bits``: integer PCM depth, ``None``: float
-    wav, 24-bit flac) and the record, each atomically; on failure (a full disk...) remove what
-    this call wrote, so that no partial restoration is left behind.
+    (``wave`` ``(channels, samples)``, or ``(channels, sources, samples)``: one file per source;
+    at ``rate``; ``bits``: integer PCM depth, ``None``: float wav, 24-bit flac) and the record,
+    each atomically; on failure (a full disk...) remove what this call wrote, so that no partial
+    restoration is left behind.
 
     Returns:
         The record written.
@@ -85,9 +65,10 @@ def write_outputs(audio_paths: list[Path], json_path: Path, waves: list[torch.Te
     Raises:
         OutputError: A file could not be written.
     """
-    waves, full_scale = fit_full_scale(waves, clip_mode)
+    waves, full_scale = fit_full_scale([wave] if wave.ndim == 2 else list(wave.unbind(1)),
+                                       clip_mode)
     record = {**record, "output": [str(p) for p in audio_paths],
-              "full_scale": full_scale.to_dict(), "bits": bits}
+              "full_scale": dataclasses.asdict(full_scale), "bits": bits}
     write_together([*((path, functools.partial(save_audio, wave=wave, sample_rate=rate,
                                                bits=bits))
                       for path, wave in zip(audio_paths, waves, strict=True)),
@@ -111,13 +92,6 @@ def compact_rir(record: object, rir_file: Path | None) -> object:
     return out
 
 
-def check_steps(steps: int, prior: Prior) -> None:
-    """Refuse more sampling steps than the prior has training timesteps."""
-    if steps > prior.num_train_timesteps:
-        raise CliError(f"--steps {steps}: the {prior.name} prior has "
-                       f"{prior.num_train_timesteps} training timesteps; use at most that many")
-
-
 def restore_measurement(measurement: Measurement, prior: Prior, settings: Settings, out: Path,
                         quiet: bool = False, recording: RecordingOptions | None = None,
                         bits: int | None = None) -> tuple[Restoration, dict]:
@@ -128,7 +102,7 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: Settin
         measurement: What to restore.
         prior: The diffusion prior.
         settings: How to restore (its ``clip_mode`` applies to the written audio).
-        out: ``-o`` path (see :func:`output_paths`).
+        out: ``-o`` path (see :func:`~diffmusic.cli.batch.audio_outputs`).
         quiet: Hide the progress bars.
         recording: Segment and overlap of the windows (default: the prior's window, 0.5 s).
         bits: Integer PCM depth of the audio (``None``: float wav, 24-bit flac).
@@ -137,21 +111,20 @@ def restore_measurement(measurement: Measurement, prior: Prior, settings: Settin
         The restoration ``(1, L)`` or ``(1, K, L)`` (``L = measurement.length``) and the record
         written next to the audio.
     """
-    check_prior(measurement, prior)
-    restorer = (recording or RecordingOptions()).restorer(prior, settings, quiet)
     operator = measurement.operator
-    audio_paths, json_path = output_paths(operator, out)
+    if operator.sample_rate != prior.sample_rate:
+        raise CliError(f"{measurement.origin}: the clip is at {operator.sample_rate} Hz but the "
+                       f"{prior.name} prior works at {prior.sample_rate} Hz")
+    restorer = (recording or RecordingOptions()).restorer(prior, settings, quiet)
+    audio_paths, json_path = audio_outputs(operator.sources, out)
     start = time.perf_counter()
     try:
         result = restorer.restore_windows(operator, measurement.y, measurement.length)
     except ValueError as error:
         raise CliError(f"{measurement.origin}: {error}") from None
-    wave = result.wave[0]
-    waves = [wave] if operator.num_sources == 1 else [wave[k:k + 1] for k in
-                                                      range(operator.num_sources)]
     record = output_record(result.record, start, measurement=str(measurement.origin),
                            sample_rate=operator.sample_rate, length=measurement.length)
-    record = write_outputs(audio_paths, json_path, waves, operator.sample_rate, record,
+    record = write_outputs(audio_paths, json_path, result.wave, operator.sample_rate, record,
                            settings.clip_mode, bits)
     return result, record
 
@@ -165,9 +138,21 @@ def resolve_prompts(settings: Settings, sources: list[str] | None) -> Settings:
 
 
 def prior_from_args(args: argparse.Namespace) -> Prior:
-    """The prior the sampling options name, loaded once per process."""
-    return cached_prior(args.prior or DEFAULT_PRIOR, args.device, args.dtype, args.compile,
-                        args.checkpointing, args.offload)
+    """The prior the sampling options name, loaded once per process.
+
+    Raises:
+        CliError: ``--device cuda`` without CUDA, ``--steps`` beyond the prior's training
+            timesteps, or recording options the prior cannot run.
+    """
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: CUDA is not available on this machine")
+    prior = priors.cached_prior(args.prior or DEFAULT_PRIOR, args.device, args.dtype,
+                                args.compile, args.checkpointing, args.offload)
+    if args.steps > prior.num_train_timesteps:
+        raise CliError(f"--steps {args.steps}: the {prior.name} prior has "
+                       f"{prior.num_train_timesteps} training timesteps; use at most that many")
+    recording_options(args).restorer(prior, restore_settings(args), quiet=True)
+    return prior
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
@@ -192,26 +177,26 @@ def job_outputs(options: OperatorOptions, out: Path) -> tuple[list[Path], Path]:
     return audio_outputs((options.sources or list(STEMS)) if separation else None, out)
 
 
-def restore_file(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
-                 settings: Settings) -> dict:
+def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
+                settings: Settings) -> dict | Exception:
     """Restore one damaged recording of any length and write its audio and record.
 
     Returns:
-        The record written next to the audio.
+        The record written next to the audio, or the file's own failure (returned, not raised).
     """
-    audio_paths, json_path = job_outputs(options, job.out)
-    start = time.perf_counter()
-    recording = recording_options(args)
-    result = restore_recording(job.source, options,
-                               recording.restorer(prior_from_args(args), settings, args.quiet),
-                               recording)
-    wave = result.wave
-    waves = [wave] if wave.ndim == 2 else [wave[:, k] for k in range(wave.shape[1])]
-    bits = args.bits if args.bits is not None else pcm_bits(job.source)
-    record = output_record(result.record, start, options.rir, input=str(job.source),
-                           channels=wave.shape[0], length=wave.shape[-1])
-    return write_outputs(audio_paths, json_path, waves, result.sample_rate, record,
-                         settings.clip_mode, bits)
+    try:
+        audio_paths, json_path = job_outputs(options, job.out)
+        start = time.perf_counter()
+        recording = recording_options(args)
+        result = restore_recording(job.source, options, recording.restorer(
+            prior_from_args(args), settings, args.quiet), recording)
+        bits = args.bits if args.bits is not None else pcm_bits(job.source)
+        record = output_record(result.record, start, options.rir, input=str(job.source),
+                               channels=result.wave.shape[0], length=result.wave.shape[-1])
+        return write_outputs(audio_paths, json_path, result.wave, result.sample_rate, record,
+                             settings.clip_mode, bits)
+    except RESTORE_ERRORS as error:
+        return error
 
 
 def run_files(args: argparse.Namespace) -> int:
@@ -220,10 +205,8 @@ def run_files(args: argparse.Namespace) -> int:
     jobs, batch = plan_jobs(args.input, args.output, options.task == "source_separation")
     for job in jobs:
         audio_paths, json_path = job_outputs(options, job.out)
-        inputs = [job.source] + ([options.rir] if options.rir else [])
-        refuse_overwrite([*audio_paths, json_path], inputs)
-        if args.mask_file is not None:
-            refuse_overwrite([*audio_paths, json_path], [args.mask_file])
+        refuse_overwrite([*audio_paths, json_path],
+                         [job.source, *(p for p in (options.rir, args.mask_file) if p)])
     separation = options.task == "source_separation"
     settings = resolve_prompts(restore_settings(args),
                                list(options.sources or STEMS) if separation else None)
@@ -236,7 +219,7 @@ def run_files(args: argparse.Namespace) -> int:
         results = ray_restore(restore, pending, args.ray)
     else:
         if pending:  # the prior loads only when something is left to restore
-            check_prior_options(args)
+            prior_from_args(args)
         results = ((job, restore(job)) for job in pending)
     for job, result in results:
         if isinstance(result, BaseException):
@@ -255,40 +238,15 @@ def run_files(args: argparse.Namespace) -> int:
     return PARTIAL_FAILURE if counts["failed"] else 0
 
 
-def check_prior_options(args: argparse.Namespace) -> None:
-    """Refuse ``--steps`` and recording options the prior cannot run (loads the prior)."""
-    prior = prior_from_args(args)
-    check_steps(args.steps, prior)
-    recording_options(args).restorer(prior, restore_settings(args), quiet=True)
-
-
-def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
-                settings: Settings) -> dict | Exception:
-    """:func:`restore_file`, with a file's own failure returned rather than raised."""
-    try:
-        return restore_file(job, options, args, settings)
-    except RESTORE_ERRORS as error:
-        return error
-
-
-def _restore_on_worker(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
-                       settings: Settings) -> dict | Exception:
-    """:func:`restore_job` in a Ray worker: prior checked once per process, no progress bars."""
-    quiet = argparse.Namespace(**{**vars(args), "quiet": True})
-    try:
-        check_prior_options(quiet)
-    except CliError as error:
-        return error
-    return restore_job(job, options, quiet, settings)
-
-
 def ray_restore(restore: functools.partial, jobs: list[FileJob],
                 address: str) -> Iterator[tuple[FileJob, dict | BaseException]]:
-    """The jobs restored as Ray tasks, each writing its own outputs (atomically, as here)."""
-    options = restore.keywords["options"]
+    """The jobs restored as Ray tasks (without progress bars), each writing its own outputs
+    (atomically, as here)."""
+    options, args = restore.keywords["options"], restore.keywords["args"]
     if options.rir is not None:  # a worker's folder is not ours: every path absolute
         options = dataclasses.replace(options, rir=options.rir.resolve())
-    on_worker = functools.partial(_restore_on_worker, **{**restore.keywords, "options": options})
+    on_worker = functools.partial(restore, options=options,
+                                  args=argparse.Namespace(**{**vars(args), "quiet": True}))
     absolute = [FileJob(job.source.resolve(), job.out.resolve()) for job in jobs]
     try:
         for i, result in ray_imap(on_worker, absolute, address):
@@ -320,17 +278,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("several inputs need --task (measurement folders are restored one at a "
                        "time)")
     measurement = measurement_from_args(args)
-    audio_paths, json_path = output_paths(measurement.operator, args.output)
+    audio_paths, json_path = audio_outputs(measurement.operator.sources, args.output)
     refuse_overwrite([*audio_paths, json_path], measurement.inputs)
     operator = measurement.operator
     settings = resolve_prompts(restore_settings(args),
                                operator.sources if operator.num_sources > 1 else None)
     if skip_existing(audio_paths, args):
         return 0
-    prior = prior_from_args(args)
-    check_steps(args.steps, prior)
-    _, record = restore_measurement(measurement, prior, settings, args.output, args.quiet,
-                                    recording_options(args), args.bits)
+    _, record = restore_measurement(measurement, prior_from_args(args), settings, args.output,
+                                    args.quiet, recording_options(args), args.bits)
     if not args.quiet:
         print(f"diffmusic: wrote {args.output} (final loss {record['final_loss'][0]:.4g}, "
               f"{record['seconds_total']:.1f} s)", file=sys.stderr)
