@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -13,47 +14,35 @@ TEMP_SUFFIX = ".part"
 """Suffix of the temporary sibling ``.NAME.XXXX.part`` an output is written to."""
 
 
-def temporary_sibling(path: Path) -> Path:
-    """A new empty temporary file next to ``path``; the folder is created, and temporary files
-    that an earlier, killed write of ``path`` left behind are removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with the glob pattern characters ``*?[`` escaped."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def publish(tmp: Path, path: Path) -> None:
-    """Give ``tmp`` the permissions the umask allows, flush it to disk, rename it to ``path``
-    and flush the folder, so that ``path`` is either the old file or the whole new one."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path to write ``path``'s content to; published when the block succeeds,
-    removed when it raises (``path`` is then left as it was)."""
+    """A new empty temporary file next to ``path`` to write its content to (the folder is
+    created; temporary files an earlier, killed write of ``path`` left are removed).
+
+    When the block succeeds, the file gets the permissions the umask allows, is flushed to disk
+    and renamed to ``path``, and the folder is flushed: ``path`` is either the old file or the
+    whole new one. When it raises, the file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
-    tmp = temporary_sibling(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
-        publish(tmp, path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
