@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.audio import load_audio
+from diffmusic.dsp import fit_length
 from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
 
 MELODY = (69, 72, 74, 76, 79, 76, 74, 72)
@@ -18,11 +19,6 @@ BASS = (45, 41, 43, 40)
 """MIDI notes of the bass line, one per 1.28 s."""
 BEAT = 0.32
 """Seconds per beat (kick on 1 and 3, snare on 2 and 4, hi-hat on every eighth)."""
-
-
-def midi_hz(note: int) -> float:
-    """Frequency in Hz of a MIDI note number (A4 = 69 = 440 Hz)."""
-    return 440.0 * 2 ** ((note - 69) / 12)
 
 
 def notes(notes_midi: tuple[int, ...], note_seconds: float, num_samples: int, sample_rate: int,
@@ -44,7 +40,7 @@ def notes(notes_midi: tuple[int, ...], note_seconds: float, num_samples: int, sa
     envelope = torch.clamp(t / 0.01, max=1.0) * torch.exp(-decay * t)
     wobble = t - vibrato * torch.cos(2 * math.pi * 5 * t) / (2 * math.pi * 5)
     for i, start in enumerate(range(0, num_samples, step)):
-        f0 = midi_hz(notes_midi[i % len(notes_midi)])
+        f0 = 440.0 * 2 ** ((notes_midi[i % len(notes_midi)] - 69) / 12)  # MIDI 69: A4, 440 Hz
         phase = 2 * math.pi * f0 * wobble
         tone = sum(torch.sin(h * phase) / h for h in range(1, harmonics + 1)
                    if h * f0 < sample_rate / 2)
@@ -92,19 +88,12 @@ def synth_stems(num_samples: int = CLIP_SAMPLES, sample_rate: int = SAMPLE_RATE,
     return {name: (wave * scale).float() for name, wave in stems.items()}
 
 
-def bundled_clip() -> Path | None:
-    """``diffmusic/assets/demo/clip.wav`` when the package ships it."""
-    path = resources.files("diffmusic").joinpath("assets", "demo", "clip.wav")
-    return Path(str(path)) if path.is_file() else None
-
-
 def demo_clip(num_samples: int = CLIP_SAMPLES,
               sample_rate: int = SAMPLE_RATE) -> tuple[Tensor, str]:
-    """The demo's clip ``(1, N)`` and where it came from: the bundled clip, else the synth song."""
-    path = bundled_clip()
-    if path is not None:
-        wave, _ = load_audio(path, sample_rate, mono=True)
-        wave = torch.nn.functional.pad(wave, (0, max(0, num_samples - wave.shape[-1])))
-        return wave[:, :num_samples], str(path)
+    """The demo's clip ``(1, N)`` and where it came from: ``diffmusic/assets/demo/clip.wav``
+    when the package ships it, else the synthetic song."""
+    path = Path(str(resources.files("diffmusic").joinpath("assets", "demo", "clip.wav")))
+    if path.is_file():
+        return fit_length(load_audio(path, sample_rate, mono=True)[0], num_samples), str(path)
     song = sum(synth_stems(num_samples, sample_rate).values())
     return song[None], "synthetic song (diffmusic.synth)"
