@@ -89,19 +89,6 @@ def load_magnitude(path: Path) -> Tensor:
     return torch.from_numpy(array.astype(np.float32))[None]
 
 
-def load_measurement(path: Path, operator: Operator) -> Tensor:
-    """Read a measurement file of ``operator``: an audio file (resampled to the measurement
-    rate) or, for magnitude measurements, a ``.npy`` array ``(n_fft // 2 + 1, frames)``.
-
-    Returns:
-        The measurement, ``(1, ...)``.
-    """
-    if operator.measurement_kind == "magnitude":
-        return require_signal(load_magnitude(path), path)
-    wave, _ = load_audio(path, operator.measurement_rate, mono=True)
-    return require_signal(wave, path)
-
-
 def folder_outputs(folder: Path, operator: Operator) -> dict[str, Path]:
     """Files a measurement folder holds: the measurement, JSON and clean reference(s)."""
     sources = operator.sources or []
@@ -141,22 +128,19 @@ def write_measurement(folder: Path, operator: Operator, clean: Tensor, seed: int
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         y = operator.degrade(fit_length(clean, operator.num_samples), generator)
-    writes: list[tuple[Path, Callable[[Path], object]]] = []
     if operator.measurement_kind == "magnitude":
-        writes.append((files["measurement"], partial(write_npy, array=y[0].numpy())))
+        write_y = partial(write_npy, array=y[0].numpy())
     else:
-        writes.append((files["measurement"], partial(save_audio, wave=y[0:1],
-                                                     sample_rate=operator.measurement_rate)))
+        write_y = partial(save_audio, wave=y[0:1], sample_rate=operator.measurement_rate)
+    writes: list[tuple[Path, Callable[[Path], object]]] = [(files["measurement"], write_y)]
+    clean_names: str | dict[str, str] = "clean.wav"
     if operator.num_sources == 1:
-        writes.append((files["clean"], partial(save_audio, wave=clean[0],
-                                               sample_rate=operator.sample_rate)))
-        clean_names: str | dict[str, str] = "clean.wav"
+        cleans = {"clean": clean[0]}
     else:
-        clean_names = {}
-        for k, name in enumerate(operator.sources):
-            writes.append((files[f"clean:{name}"], partial(save_audio, wave=clean[0, k:k + 1],
-                                                           sample_rate=operator.sample_rate)))
-            clean_names[name] = f"clean/{name}.wav"
+        cleans = {f"clean:{name}": clean[0, k:k + 1] for k, name in enumerate(operator.sources)}
+        clean_names = {name: f"clean/{name}.wav" for name in operator.sources}
+    writes += [(files[key], partial(save_audio, wave=wave, sample_rate=operator.sample_rate))
+               for key, wave in cleans.items()]
     writes.append((files["json"], partial(write_json, data={
         "format": FORMAT, "version": VERSION, "task": operator.task,
         "sample_rate": operator.sample_rate, "length": length,
@@ -193,8 +177,12 @@ def read_measurement(folder: Path) -> Measurement:
         raise ValueError(f"{json_path}: length {length} does not fit the operator's "
                        f"{operator.num_samples} samples")
     path = folder / name
-    y = load_measurement(path, operator)
+    if operator.measurement_kind == "magnitude":  # (1, n_fft // 2 + 1, frames)
+        y = load_magnitude(path)
+    else:
+        y = load_audio(path, operator.measurement_rate, mono=True)[0]
     clean = info.get("clean")
     clean_files = [clean] if isinstance(clean, str) else list((clean or {}).values())
     inputs = [json_path, path, *(folder / c for c in clean_files)]
-    return Measurement(operator, pad_measurement(operator, y, path), length, folder, inputs)
+    return Measurement(operator, pad_measurement(operator, require_signal(y, path), path),
+                       length, folder, inputs)
