@@ -20,11 +20,8 @@ from diffmusic.files import atomic_path
 
 @contextmanager
 def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file next to ``path`` and publish it as ``path`` when the block
-    succeeds (:func:`diffmusic.files.atomic_path`: fsync, rename, the umask's permissions).
-
-    Readers never see a half-written file; on an exception the temporary file is removed and
-    ``path`` is left as it was.
+    """Open a temporary file next to ``path``, published as ``path`` when the block succeeds
+    (:func:`diffmusic.files.atomic_path`): readers never see a half-written file.
 
     Args:
         path: Final file path (its folder is created).
@@ -175,6 +172,3 @@ def write_html(path: str | Path, title: str, intro: str, sections: Sequence[Sect
         handle.write(page)
     return Path(path)
 
-
-__all__ = ["Section", "atomic_output", "log_spectrogram_db", "spectrogram_png", "write_html",
-           "write_json", "write_npy"]
