@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -48,9 +48,7 @@ class OperatorOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:
         """Collect the operator options of ``args`` (``overrides`` win) and check them."""
-        names = ("task", "gaps", "mask_type", "factor", "rt60", "rir", "noise_snr", "seed",
-                 "sources")
-        values = {name: getattr(args, name, None) for name in names} | overrides
+        values = {f.name: getattr(args, f.name, None) for f in fields(cls)} | overrides
         values["seed"] = values["seed"] or 0
         options = cls(**values)
         options.check()
@@ -92,20 +90,17 @@ class OperatorOptions:
                 return OPERATORS[self.task].from_options(
                     sample_rate, num_samples, noise_snr=self.noise_snr,
                     **self.task_options(duration))
-            except ValueError as error:
-                raise CliError(self._flag(error)) from None
+            except ValueError as error:  # named by the flag of the gaps or the mask, or the task
+                text = str(error)
+                if text.startswith("gap "):
+                    text = ("--gap " if self.gaps else "the default --gap ") + text[4:]
+                elif text.startswith("mask type "):
+                    text = "--mask-type " + text[len("mask type "):]
+                else:
+                    text = f"--task {self.task}: {text}"
+                raise CliError(text) from None
 
         return make
-
-    def _flag(self, error: ValueError) -> str:
-        """The library's message, naming the flag where it concerns the gaps or the mask, else
-        the task."""
-        text = str(error)
-        if text.startswith("gap "):
-            return ("--gap " if self.gaps else "the default --gap ") + text[4:]
-        if text.startswith("mask type "):
-            return "--mask-type " + text[len("mask type "):]
-        return f"--task {self.task}: {text}"
 
 
 def build_operator(options: OperatorOptions, length: int) -> Operator:

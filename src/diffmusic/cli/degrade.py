@@ -32,20 +32,16 @@ def clip_length(duration: float | None) -> int:
     length = round(duration * SAMPLE_RATE)
     if length < 1:
         raise CliError(f"--duration {duration:g}: shorter than one sample")
-    needed, available = length * WORKING_BYTES_PER_SAMPLE, available_memory()
-    if available is not None and needed > available:
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # the system does not say
+        return length
+    needed = length * WORKING_BYTES_PER_SAMPLE
+    if needed > available:
         raise CliError(f"--duration {duration:g}: a clip that long needs about "
                        f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB are "
                        "available")
     return length
-
-
-def available_memory() -> int | None:
-    """Bytes of physical memory available now (``None`` where the system does not say)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def find_stems(folder: Path) -> dict[str, Path]:

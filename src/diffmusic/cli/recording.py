@@ -16,7 +16,7 @@ from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.progress import step_progress
 from diffmusic.dsp import resample
-from diffmusic.gaps import Gap, check_gaps
+from diffmusic.gaps import check_gaps
 from diffmusic.measurement import load_magnitude
 from diffmusic.names import DEFAULT_GAP
 from diffmusic.operators import OPERATORS
@@ -50,18 +50,6 @@ class RecordingOptions:
         return restorer
 
 
-def recording_gaps(options: OperatorOptions, duration: float) -> OperatorOptions:
-    """``options`` with box gaps checked against the recording's ``duration`` in seconds."""
-    if options.task != "inpainting" or options.mask_type not in (None, "box"):
-        return options
-    flag = "--gap" if options.gaps else "the default --gap"
-    try:
-        gaps: list[Gap] = check_gaps(options.gaps or [DEFAULT_GAP], duration, flag)
-    except ValueError as error:
-        raise CliError(str(error)) from None
-    return dataclasses.replace(options, gaps=gaps)
-
-
 def restore_recording(path: Path, options: OperatorOptions, restorer: Restorer,
                       recording: RecordingOptions) -> RecordingRestoration:
     """Restore a damaged recording (or a ``.npy`` magnitude for phase retrieval).
@@ -76,8 +64,8 @@ def restore_recording(path: Path, options: OperatorOptions, restorer: Restorer,
         The restoration in the input's channels at the output rate, and its record.
 
     Raises:
-        CliError: Truncated or silent audio, bad gaps, anything the library refuses
-            (``AudioError`` for unreadable audio).
+        CliError: Anything the library refuses, naming the file (``ValueError`` for gaps
+            outside the recording, ``AudioError`` for unreadable, truncated or silent audio).
     """
     prior = restorer.prior
     if OPERATORS[options.task].measurement_kind == "magnitude":
@@ -97,7 +85,11 @@ def restore_recording(path: Path, options: OperatorOptions, restorer: Restorer,
     wave, rate = load_audio(path)
     require_signal(wave, path)
     duration = wave.shape[-1] / rate
-    make = recording_gaps(options, duration).factory(duration)
+    if options.task == "inpainting" and options.mask_type in (None, "box"):  # gaps inside it
+        options = dataclasses.replace(options, gaps=check_gaps(
+            options.gaps or [DEFAULT_GAP], duration, "--gap" if options.gaps else
+            "the default --gap"))
+    make = options.factory(duration)
     try:
         return restorer.restore_recording(make, wave, rate, recording.channels,
                                           recording.out_rate)
