@@ -37,12 +37,8 @@ def timed(argv: list[str]) -> tuple[float, str]:
 
 def import_seconds(stderr: str) -> float:
     """Cumulative import time of the top-level modules, from ``-X importtime``'s lines."""
-    total = 0
-    for line in stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
-        if match and not match.group(2).startswith(" "):
-            total += int(match.group(1))
-    return total / 1e6
+    lines = (re.match(r"import time:\s+\d+ \|\s+(\d+) \| \S", line) for line in stderr.splitlines())
+    return sum(int(match.group(1)) for match in lines if match) / 1e6
 
 
 def main() -> None:

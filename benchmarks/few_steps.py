@@ -18,12 +18,11 @@ import math
 
 import torch
 
-from diffmusic.audio import load_audio
 from diffmusic.operators import OPERATORS, TASKS
 from diffmusic.priors import load_prior
 from diffmusic.restoration import Restorer, Settings
-from diffmusic.restoration.tuned import TUNED_DIR
 from diffmusic.samplers import SAMPLERS
+from diffmusic.synth import demo_clip
 
 STEPS = (2, 4, 8, 25)
 
@@ -38,8 +37,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     args = parser.parse_args()
     prior = load_prior("embedded")
-    clip = load_audio(TUNED_DIR.parent / "demo" / "clip.wav", prior.sample_rate,
-                      mono=True)[0][:, :prior.window]
+    clip = demo_clip(prior.window, prior.sample_rate)[0]
     print("| task | sampler | " + " | ".join(f"{s} steps: peak, RMS x, dB vs 25" for s in STEPS)
           + " |")
     print("|---|---|" + "---|" * len(STEPS))

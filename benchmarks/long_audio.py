@@ -39,11 +39,6 @@ TASK_OPTIONS = {"inpainting": {}, "dereverberation": {"rt60": 0.5},
                 "super_resolution": {"factor": 2}}
 
 
-def gaps_for(seconds: float) -> list[tuple[float, float]]:
-    """Three 0.3 s gaps at 1/4, 1/2 and 3/4 of the song."""
-    return [(round(seconds * q, 3), round(seconds * q + 0.3, 3)) for q in (0.25, 0.5, 0.75)]
-
-
 def write_song(path: Path, seconds: float, gaps: list[tuple[float, float]],
                cutoff: float | None = None) -> np.ndarray:
     """A stereo song of decaying harmonic notes with zeroed gaps, low-passed at ``cutoff`` Hz
@@ -115,7 +110,7 @@ def low_band_error_db(original: np.ndarray, restored: np.ndarray) -> float:
 
 def measure(task: str, seconds: float, steps: int, prior: str, folder: Path) -> str:
     """Write the song, restore it in a child process, check the output; one line of results."""
-    gaps = gaps_for(seconds)
+    gaps = [(round(seconds * q, 3), round(seconds * q + 0.3, 3)) for q in (0.25, 0.5, 0.75)]
     song, out = folder / f"{task}_song_{seconds:g}.wav", folder / f"{task}_{seconds:g}.wav"
     original = write_song(song, seconds, gaps if task == "inpainting" else [],
                           CUTOFF if task == "super_resolution" else None)

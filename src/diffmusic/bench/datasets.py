@@ -18,12 +18,11 @@ from torch import Tensor
 
 from diffmusic.audio import AudioError, load_audio
 from diffmusic.dsp.resample import resample
-from diffmusic.names import SAMPLE_RATE
+from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE, STEMS
 
-CLIP_SECONDS = 5.12
+CLIP_SECONDS = CLIP_SAMPLES / SAMPLE_RATE
 OFFSET_SECONDS = 30.0
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-MUSDB_STEMS = ("vocals", "drums", "bass", "other")
 
 
 @dataclass
@@ -118,7 +117,7 @@ def _stem_file(song: Path, stem: str) -> Path | None:
                 None)
 
 
-def stem_clips(folder: str | Path, sources: Sequence[str] = MUSDB_STEMS,
+def stem_clips(folder: str | Path, sources: Sequence[str] = STEMS,
                seconds: float = CLIP_SECONDS, offset: float = OFFSET_SECONDS,
                limit: int | None = None) -> list[Clip]:
     """One separation clip per song folder ``SONG/{stem}.wav`` (or ``musdb`` ``.stem.mp4``).

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffmusic.bench.datasets import AUDIO_SUFFIXES, MUSDB_STEMS, Clip, audio_clips, stem_clips
-from diffmusic.names import DEFAULT_PRIOR
+from diffmusic.bench.datasets import AUDIO_SUFFIXES, Clip, audio_clips, stem_clips
+from diffmusic.names import CLIP_SAMPLES, DEFAULT_PRIOR, SAMPLE_RATE, STEMS
 
 
 @dataclass
@@ -25,7 +25,7 @@ class BenchOptions:
     dtype: str = "float32"
     seeds: int = 1
     limit: int | None = None
-    clip_seconds: float = 5.12
+    clip_seconds: float = CLIP_SAMPLES / SAMPLE_RATE
     offset: float = 30.0
     noise_snr: float | None = None
     embedding: str = "auto"
@@ -63,5 +63,5 @@ def load_clips(opts: BenchOptions, task_names: list[str]) -> dict[str, list[Clip
         out.update({t: clips for t in single})
     if "source_separation" in task_names:
         out["source_separation"] = stem_clips(opts.stems or opts.data,
-                                              opts.sources or MUSDB_STEMS, **window)
+                                              opts.sources or STEMS, **window)
     return out
