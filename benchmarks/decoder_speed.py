@@ -67,26 +67,21 @@ def main() -> None:
         return step
 
     cond = prior.condition(["mix"])
-
-    def unet() -> None:
-        with torch.no_grad():
-            prior.eps(z, 500, cond)
-
-    medians = timed_rounds({"guided_vae_decoder": guided(vae_decode),
-                            "guided_subpixel_decoder": guided(prior.decode),
-                            "unet_forward": unet}, args.rounds)
+    decoders = {"vae_decoder": vae_decode, "subpixel_decoder": prior.decode}
+    medians = timed_rounds({**{f"guided_{k}": guided(d) for k, d in decoders.items()},
+                            "unet_forward": torch.no_grad()(lambda: prior.eps(z, 500, cond))},
+                           args.rounds)
     with torch.no_grad():
-        full, fast = vae_decode(z), prior.decode(z)
+        mels = {k: decode(z) for k, decode in decoders.items()}
+
+    def l1(a: Tensor, b: Tensor) -> float:
+        return round(float((a - b).abs().mean()), 4)
+
     print(json.dumps({"threads": args.threads, "rounds": args.rounds, "seconds": medians,
-                      "step_vae_decoder": round(medians["guided_vae_decoder"]
-                                                + medians["unet_forward"], 4),
-                      "step_subpixel_decoder": round(medians["guided_subpixel_decoder"]
-                                                     + medians["unet_forward"], 4),
-                      "demo_log_mel_l1": {
-                          "vae_decoder": round(float((full - target).abs().mean()), 4),
-                          "subpixel_decoder": round(float((fast - target).abs().mean()), 4),
-                          "between_decoders": round(float((full - fast).abs().mean()), 4)}},
-                     indent=1))
+                      **{f"step_{k}": round(medians[f"guided_{k}"] + medians["unet_forward"], 4)
+                         for k in decoders},
+                      "demo_log_mel_l1": {**{k: l1(mel, target) for k, mel in mels.items()},
+                                          "between_decoders": l1(*mels.values())}}, indent=1))
 
 
 if __name__ == "__main__":
