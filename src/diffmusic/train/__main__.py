@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=1,
                        help="intra-op threads (default 1: stages run side by side)")
-        importlib.import_module(module).add_arguments(p)
+        stage = importlib.import_module(module)
+        for option in list(inspect.signature(stage.run).parameters.values())[4:]:
+            kind = Path if option.default is None else type(option.default)
+            p.add_argument(f"--{option.name.replace('_', '-')}", type=kind, default=option.default,
+                           **getattr(stage, "OPTION_HELP", {}).get(option.name, {}))
     sub.add_parser("export", help="write the EMA weights into the package")
     p = sub.add_parser("evaluate", help="LSDs on validation clips and seconds per DiffMusic step")
     p.add_argument("--clips", type=int, default=16)

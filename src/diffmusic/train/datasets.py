@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from diffmusic.dsp import rms_db
 from diffmusic.names import CLIP_SAMPLES, SAMPLE_RATE
+from diffmusic.train.loop import LoopConfig, StepFn, train_loop
 
 CLASSES = ("mix", "vocals", "drums", "bass", "other")
 """Condition classes of the noise predictor; class ``k`` has embedding index ``k + 1``."""
@@ -38,11 +40,6 @@ class Source:
     path: Path
     frames: int
     label: int
-
-
-def _settled(path: Path, seconds: float = 20.0) -> bool:
-    """Whether a file has not been modified for ``seconds`` (not being written right now)."""
-    return time.time() - path.stat().st_mtime > seconds
 
 
 def scan_sources(data: Path, split: str, min_frames: int) -> list[Source]:
@@ -67,7 +64,7 @@ def scan_sources(data: Path, split: str, min_frames: int) -> list[Source]:
     sources = []
     for path, label in sorted(found):
         try:
-            if not _settled(path):
+            if time.time() - path.stat().st_mtime <= 20.0:  # may be being written right now
                 continue
             info = sf.info(str(path))
         except (OSError, RuntimeError):
@@ -122,24 +119,20 @@ class CropSampler:
         """Total duration of the usable files in hours."""
         return sum(s.frames for s in self.sources) / SAMPLE_RATE / 3600
 
-    def _pick(self, pool: list[Source], generator: torch.Generator) -> Source:
-        weights = torch.tensor([float(s.frames) for s in pool], dtype=torch.float64)
-        return pool[int(torch.multinomial(weights, 1, generator=generator))]
-
     def crop(self, generator: torch.Generator, label: int | None = None,
              tries: int = 8) -> tuple[Tensor, int]:
         """One crop and its class, shape ``(length,)``; loud enough when possible."""
         if not self.sources:
             raise FileNotFoundError(f"no 16 kHz wav files under {self.data} ({self.split})")
         pool = self.by_label.get(label, self.sources) if label is not None else self.sources
+        weights = torch.tensor([float(s.frames) for s in pool], dtype=torch.float64)
         wave, source = None, None
         for _ in range(tries):
-            source = self._pick(pool, generator)
+            source = pool[int(torch.multinomial(weights, 1, generator=generator))]
             start = int(torch.randint(0, source.frames - self.length + 1, (1,),
                                       generator=generator))
             wave = read_crop(source, start, self.length)
-            rms_db = 10 * torch.log10(wave.square().mean() + 1e-12)
-            if rms_db > self.min_rms_db:
+            if rms_db(wave) > self.min_rms_db:
                 break
         low, high = self.gain_db
         gain_db = low + (high - low) * float(torch.rand((), generator=generator))
@@ -201,7 +194,7 @@ def validation_clips(data: Path, length: int, count: int = 16, label: int = 0,
         starts = np.linspace(0, source.frames - length, 5).astype(int)[1:-1]
         windows = [read_crop(source, int(s), length) for s in starts]
         best = max(windows, key=lambda w: float(w.square().mean()))
-        if 10 * torch.log10(best.square().mean() + 1e-12) > min_rms_db:
+        if rms_db(best) > min_rms_db:
             clips.append(best)
     if not clips:
         return None
@@ -209,11 +202,15 @@ def validation_clips(data: Path, length: int, count: int = 16, label: int = 0,
     return _CLIP_CACHE[key]
 
 
-def validation_losses(data: Path, sampler: CropSampler,
-                      losses: Callable[[dict, Tensor], dict[str, Tensor]]
-                      ) -> Callable[[dict], dict[str, float]]:
-    """A stage's ``validate``: re-scan the data, then ``losses(emas, clips)`` on 8 fixed 5.12 s
-    validation clips (``{}`` while there are none), rounded for ``valid.csv``."""
+def train_stage(stage: str, data: Path, runs: Path, sampler: CropSampler,
+                modules: dict[str, nn.Module], step: StepFn,
+                losses: Callable[[dict, Tensor], dict[str, Tensor]], minutes: float, lr: float,
+                seed: int, **extra_state) -> dict:
+    """:func:`train_loop` of ``modules`` in ``runs/STAGE`` with ``extra_state`` in its state.
+
+    At every checkpoint the stage re-scans the data, then writes ``losses(emas, clips)`` on 8
+    fixed 5.12 s validation clips (nothing while there are none), rounded, to ``valid.csv``.
+    """
 
     @torch.no_grad()
     def validate(emas: dict) -> dict[str, float]:
@@ -223,4 +220,6 @@ def validation_losses(data: Path, sampler: CropSampler,
             return {}
         return {k: round(float(v), 5) for k, v in losses(emas, clips).items()}
 
-    return validate
+    cfg = LoopConfig(run_dir=Path(runs) / stage, minutes=minutes, lr=lr, seed=seed,
+                     extra_state=extra_state)
+    return train_loop(cfg, modules, step, validate)

@@ -16,7 +16,6 @@ decoder's output as the only target (``sampled_batch``, ``sampled_weight``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from pathlib import Path
 
@@ -28,13 +27,17 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
-from diffmusic.train.datasets import CLASSES, CropSampler, validation_losses
+from diffmusic.train.datasets import CLASSES, CropSampler, train_stage
 from diffmusic.train.diffusion import alphas_cumprod, ddim_estimates, frozen_vae, trained_unet
-from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
+from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import mel_to_image
 
 DECODER_CONFIG = MelDecoderConfig()
 """Architecture of the shipped decoder."""
+
+OPTION_HELP = {"sampled_batch": {
+    "help": "crops of latents sampled by the noise predictor per step"}}
+"""Help of the stage's command-line options (``--sampled-batch``)."""
 
 
 def vae_digest(state: dict[str, Tensor]) -> str:
@@ -175,23 +178,8 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
             result["sampled"] = teacher_l1(emas["decoder"], vae, bank["valid"])
         return result
 
-    validate = validation_losses(data, sampler, losses)
-
-    cfg = LoopConfig(run_dir=Path(runs) / "decoder", minutes=minutes, lr=lr, seed=seed,
-                     extra_state={"config": DECODER_CONFIG.to_dict(), "batch": batch,
-                                  "crop_samples": length, "teacher_weight": teacher_weight,
-                                  "sampled_batch": sampled_batch,
-                                  "sampled_weight": sampled_weight,
-                                  "vae_sha256": vae_digest(vae.state_dict())})
-    return train_loop(cfg, {"decoder": decoder}, step, validate)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Stage-specific command-line options."""
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.28)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--teacher-weight", type=float, default=1.0)
-    parser.add_argument("--sampled-batch", type=int, default=4,
-                        help="crops of latents sampled by the noise predictor per step")
-    parser.add_argument("--sampled-weight", type=float, default=1.0)
+    return train_stage("decoder", data, runs, sampler, {"decoder": decoder}, step, losses,
+                       minutes, lr, seed, config=DECODER_CONFIG.to_dict(), batch=batch,
+                       crop_samples=length, teacher_weight=teacher_weight,
+                       sampled_batch=sampled_batch, sampled_weight=sampled_weight,
+                       vae_sha256=vae_digest(vae.state_dict()))

@@ -9,7 +9,6 @@ betas 0.0015 -> 0.0195). Classes: embedding index 0 is unconditional, ``k + 1`` 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -23,8 +22,8 @@ from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.names import CLIP_SAMPLES
 from diffmusic.priors.schedule import alphas_cumprod_from_config
 from diffmusic.samplers import ddim_update, predict_z0, timesteps
-from diffmusic.train.datasets import CLASSES, UNCONDITIONAL, CropSampler, validation_clips
-from diffmusic.train.loop import Checkpoint, LoopConfig, train_loop
+from diffmusic.train.datasets import CLASSES, UNCONDITIONAL, CropSampler, train_stage
+from diffmusic.train.loop import Checkpoint
 from diffmusic.train.vae import VAE_CONFIG, build_vae, mel_to_image
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195,
@@ -47,6 +46,10 @@ UNET_CONFIG = {
 
 MIX_SHARE = 0.5
 """Share of ``mix`` crops per batch when stems exist; the four stems share the rest."""
+
+OPTION_HELP = {"init": {"metavar": "DIR", "help": "continue from an exported model (e.g. the "
+                        "shipped src/diffmusic/assets/embedded) when RUNS/unet is empty"}}
+"""Help of the stage's command-line options (``--init``)."""
 
 
 def alphas_cumprod(schedule: dict | None = None) -> Tensor:
@@ -224,30 +227,14 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
         z0 = encode(vae, wave, mel_cfg, generator) * scale
         return diffusion_losses(unet, z0, labels + 1, abar, generator, p_uncond)
 
-    @torch.no_grad()
-    def validate(emas: dict) -> dict[str, float]:
-        sampler.refresh()
-        clips = validation_clips(data, CLIP_SAMPLES, count=8)
-        if clips is None:
-            return {}
+    def losses(emas: dict, clips: Tensor) -> dict[str, float]:
         z0 = encode(vae, clips, mel_cfg) * scale
         generator = torch.Generator().manual_seed(0)
         labels = torch.ones(len(z0), dtype=torch.long)
         mse = [float(diffusion_losses(emas["unet"], z0, labels, abar, generator, 0.0)["mse"])
                for _ in range(4)]
-        return {"mse": round(sum(mse) / len(mse), 5)}
+        return {"mse": sum(mse) / len(mse)}
 
-    cfg = LoopConfig(run_dir=Path(runs) / "unet", minutes=minutes, lr=lr, seed=seed,
-                     extra_state={"config": UNET_CONFIG, "batch": batch, "p_uncond": p_uncond,
-                                  "scaling_factor": scale, "schedule": SCHEDULE, **extra})
-    return train_loop(cfg, {"unet": unet}, step, validate)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Stage-specific command-line options."""
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--p-uncond", type=float, default=0.1)
-    parser.add_argument("--init", type=Path, default=None, metavar="DIR",
-                        help="continue from an exported model (e.g. the shipped "
-                             "src/diffmusic/assets/embedded) when RUNS/unet is empty")
+    return train_stage("unet", data, runs, sampler, {"unet": unet}, step, losses, minutes, lr,
+                       seed, config=UNET_CONFIG, batch=batch, p_uncond=p_uncond,
+                       scaling_factor=scale, schedule=SCHEDULE, **extra)

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig
@@ -28,16 +28,14 @@ from diffmusic.priors.embedded import FORMAT
 from diffmusic.train.datasets import CLASSES, UNCONDITIONAL
 from diffmusic.train.decoder import DECODER_CONFIG, vae_digest
 from diffmusic.train.diffusion import SCHEDULE, UNET_CONFIG
-from diffmusic.train.loop import Checkpoint
+from diffmusic.train.loop import Checkpoint, atomic_write, save_tensors
 from diffmusic.train.vae import VAE_CONFIG
 from diffmusic.train.vocoder import VOCODER_CONFIG
 
 
 def _save(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.to(dtype).contiguous() for k, v in tensors.items()}, str(tmp))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    save_tensors(tensors, path, dtype)
+    os.chmod(path, 0o644)
 
 
 def _stage_info(run_dir: Path) -> dict:
@@ -141,9 +139,7 @@ def export(runs: Path, out: Path | None = None) -> dict:
     for stage in ("vocoder", "vae", "unet", "scaling_factor"):
         if stage not in config and stage in previous:
             config[stage] = previous[stage]
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=1))
-    os.replace(tmp, out / "config.json")
+    atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1)))
     sizes = {p.name: p.stat().st_size for p in out.glob("*.safetensors")}
     print(f"exported to {out}: {sizes} ({sum(sizes.values()) / 1e6:.1f} MB)", flush=True)
     return config

@@ -70,16 +70,17 @@ class LoopConfig:
     extra_state: dict = field(default_factory=dict)
 
 
-def _atomic_save_file(tensors: dict[str, Tensor], path: Path) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary sibling of ``path``, then move it onto ``path``."""
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    write(tmp)
     os.replace(tmp, path)
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def save_tensors(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype | None = None) -> None:
+    """Write ``tensors`` (on the CPU, cast to ``dtype`` if given) atomically as safetensors."""
+    tensors = {k: v.detach().to(dtype=dtype).contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 class Checkpoint:
@@ -109,13 +110,12 @@ class Checkpoint:
         """Write everything; ``state.json`` goes last so a half-written checkpoint is ignored."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for name, module in modules.items():
-            _atomic_save_file(module.state_dict(), self.dir / f"{name}.safetensors")
-            _atomic_save_file(emas[name].state_dict(), self.dir / f"{name}_ema.safetensors")
-        tmp = self.dir / "optimizer.tmp"
-        torch.save(optimizer.state_dict(), tmp)
-        os.replace(tmp, self.dir / "optimizer.pt")
-        _atomic_save_file({"state": generator.get_state()}, self.dir / "rng.safetensors")
-        _atomic_write_text(json.dumps(state, indent=1), self.dir / "state.json")
+            save_tensors(module.state_dict(), self.dir / f"{name}.safetensors")
+            save_tensors(emas[name].state_dict(), self.dir / f"{name}_ema.safetensors")
+        atomic_write(self.dir / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
+        save_tensors({"state": generator.get_state()}, self.dir / "rng.safetensors")
+        text = json.dumps(state, indent=1)
+        atomic_write(self.dir / "state.json", lambda tmp: tmp.write_text(text))
 
     def load(self, modules: dict[str, nn.Module], emas: dict[str, nn.Module],
              optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:

@@ -7,7 +7,6 @@ sampler stays cheap. Loss: L1 on the log-mel plus a small KL term.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -15,8 +14,7 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel
-from diffmusic.train.datasets import CropSampler, validation_losses
-from diffmusic.train.loop import LoopConfig, train_loop
+from diffmusic.train.datasets import CropSampler, train_stage
 
 VAE_CONFIG = {
     "in_channels": 1,
@@ -93,17 +91,5 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 8,
     def losses(emas: dict, clips: Tensor) -> dict[str, Tensor]:
         return vae_losses(emas["vae"], clips, mel_cfg, kl_weight)
 
-    validate = validation_losses(data, sampler, losses)
-
-    cfg = LoopConfig(run_dir=Path(runs) / "vae", minutes=minutes, lr=lr, seed=seed,
-                     extra_state={"config": VAE_CONFIG, "batch": batch, "crop_samples": length,
-                                  "kl_weight": kl_weight})
-    return train_loop(cfg, {"vae": vae}, step, validate)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Stage-specific command-line options."""
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.28)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--kl-weight", type=float, default=1e-4)
+    return train_stage("vae", data, runs, sampler, {"vae": vae}, step, losses, minutes, lr, seed,
+                       config=VAE_CONFIG, batch=batch, crop_samples=length, kl_weight=kl_weight)

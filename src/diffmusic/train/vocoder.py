@@ -7,7 +7,6 @@ weighs as much as loud ones), plus an L1 distance of the AudioLDM log-mels.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -15,8 +14,7 @@ from torch import Tensor
 
 from diffmusic.dsp import MelConfig, log_mel, stft
 from diffmusic.priors.vocos import VocosConfig, VocosVocoder
-from diffmusic.train.datasets import CropSampler, validation_losses
-from diffmusic.train.loop import LoopConfig, train_loop
+from diffmusic.train.datasets import CropSampler, train_stage
 
 VOCODER_CONFIG = VocosConfig(width=192, intermediate=384, num_blocks=6, n_fft=640)
 RESOLUTIONS = ((256, 64), (512, 128), (1024, 160), (2048, 512))
@@ -82,16 +80,6 @@ def run(data: Path, runs: Path, minutes: float, seed: int = 0, batch: int = 16,
     def losses(emas: dict, clips: Tensor) -> dict[str, Tensor]:
         return vocoder_losses(emas["vocoder"], clips, mel_cfg)
 
-    validate = validation_losses(data, sampler, losses)
-
-    cfg = LoopConfig(run_dir=Path(runs) / "vocoder", minutes=minutes, lr=lr, seed=seed,
-                     extra_state={"config": VOCODER_CONFIG.to_dict(), "batch": batch,
-                                  "crop_samples": length})
-    return train_loop(cfg, {"vocoder": model}, step, validate)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Stage-specific command-line options."""
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    return train_stage("vocoder", data, runs, sampler, {"vocoder": model}, step, losses, minutes,
+                       lr, seed, config=VOCODER_CONFIG.to_dict(), batch=batch,
+                       crop_samples=length)
