@@ -56,11 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on one line."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     handles = threading.current_thread() is threading.main_thread()  # signal.signal's rule
@@ -71,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
     except USER_ERRORS as error:
-        print(f"diffmusic: error: {one_line(error)}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__  # on one line
+        print(f"diffmusic: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diffmusic: interrupted", file=sys.stderr)

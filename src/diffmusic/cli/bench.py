@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import fields
 
 from diffmusic.cli.errors import CliError
 
@@ -33,16 +34,10 @@ def run(args: argparse.Namespace) -> int:
             read_tuned(str(args.defaults))
         except (OSError, ValueError) as error:
             raise CliError(f"--defaults: {error}") from None
-    options = BenchOptions(
-        data=args.data, out=args.output, stems=args.stems, tasks=args.tasks,
-        methods=args.methods, sources=args.sources, prior=args.prior, steps=args.steps,
-        device=args.device, dtype=args.dtype,
-        seeds=args.seeds, limit=args.limit, clip_seconds=args.clip_seconds, offset=args.offset,
-        noise_snr=args.noise_snr, embedding=args.embedding, workers=args.workers,
-        ray=args.ray, tune_data=args.tune_data if args.tune else None,
-        tune_stems=args.tune_stems, tune_limit=args.tune_limit, defaults=args.defaults,
-        quiet=args.quiet, command=" ".join(shlex.quote(a) for a in ["diffmusic", *sys.argv[1:]]))
-    summary = bench(options)
+    given = {f.name: getattr(args, f.name) for f in fields(BenchOptions) if hasattr(args, f.name)}
+    summary = bench(BenchOptions(**given | {
+        "out": args.output, "tune_data": args.tune_data if args.tune else None,
+        "command": " ".join(shlex.quote(a) for a in ["diffmusic", *sys.argv[1:]])}))
     if not args.quiet:
         print(json.dumps(summary, indent=1), file=sys.stderr)
     return 0

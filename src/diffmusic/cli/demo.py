@@ -170,18 +170,14 @@ def run(args: argparse.Namespace) -> int:
                "sampler_settings": used, "seconds": seconds,
                "metrics_settings": METRICS_TEXT, "metrics": metrics}
     write_json(out / "metrics.json", summary)
-    write_html(out / "index.html", "diffmusic demo", intro_text(prior, settings, origin), sections)
+    intro = (f"Clip: {origin}, {CLIP_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz. Prior: "
+             f"{prior.name}; sampler DiffMusic with {settings.steps} steps, seed "
+             f"{settings.seed}, measurement-consistency projection on. {METRICS_TEXT}")
+    if prior.name == "tiny":
+        intro += (" The tiny prior has random weights: this page shows that every task runs "
+                  "end to end, not the quality of the method.")
+    write_html(out / "index.html", "diffmusic demo", intro, sections)
     if not args.quiet:
         print(f"diffmusic: wrote {out / 'index.html'} ({seconds:.0f} s)", file=sys.stderr)
     return 0
 
-
-def intro_text(prior: Prior, settings: Settings, origin: str) -> str:
-    """The paragraph at the top of the demo page."""
-    text = (f"Clip: {origin}, {CLIP_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz. Prior: "
-            f"{prior.name}; sampler DiffMusic with {settings.steps} steps, seed "
-            f"{settings.seed}, measurement-consistency projection on. {METRICS_TEXT}")
-    if prior.name == "tiny":
-        text += (" The tiny prior has random weights: this page shows that every task runs end "
-                 "to end, not the quality of the method.")
-    return text

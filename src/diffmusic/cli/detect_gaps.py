@@ -8,6 +8,7 @@ import sys
 
 from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.errors import CliError
+from diffmusic.cli.options import refuse_overwrite
 from diffmusic.gaps import detect_gaps, format_labels
 from diffmusic.report import atomic_output
 
@@ -16,8 +17,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``diffmusic detect-gaps``."""
     if not (math.isfinite(args.threshold) and args.threshold <= 0):
         raise CliError(f"--threshold must be a level in dBFS <= 0, got {args.threshold}")
-    if args.output is not None and args.output.resolve() == args.input.resolve():
-        raise CliError(f"-o {args.output}: would overwrite the input {args.input}")
+    refuse_overwrite([args.output] if args.output else [], [args.input])
     wave, rate = load_audio(args.input)
     require_signal(wave, args.input)
     text = format_labels(detect_gaps(wave, rate, args.threshold, args.min_duration, args.edges))

@@ -210,13 +210,12 @@ def restore_settings(args: argparse.Namespace) -> Settings:
             from None
 
 
-def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], flag: str = "-o") -> None:
-    """Raise if an output path is one of the input files (or the same file under another name)."""
+def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Raise if an ``-o`` path is one of the input files (or the same file under another name)."""
     resolved = {Path(p).resolve(): Path(p) for p in inputs}
     for out in outputs:
         target = Path(out).resolve()
-        if target in resolved:
-            raise CliError(f"{flag} {out}: would overwrite the input {resolved[target]}")
-        for source in resolved:
-            if target.exists() and source.exists() and target.samefile(source):
-                raise CliError(f"{flag} {out}: would overwrite the input {resolved[source]}")
+        for source, given in resolved.items():
+            if target == source or (target.exists() and source.exists()
+                                    and target.samefile(source)):
+                raise CliError(f"-o {out}: would overwrite the input {given}")

@@ -1,20 +1,24 @@
 """``restore`` on a damaged recording of any length, channel count and sample rate.
 
 A thin shell over :class:`diffmusic.restoration.Restorer`: read the file, check the gaps against
-the command-line flags, build the recording's operator from the operator options, and turn the
-library's ``ValueError`` into a one-line :class:`CliError` naming the file.
+the command-line flags, build the recording's operator from the operator options, show progress
+bars, and turn the library's ``ValueError`` into a one-line :class:`CliError` naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tqdm import tqdm
 
 from diffmusic.audio import load_audio, require_signal
 from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
-from diffmusic.cli.progress import step_progress
 from diffmusic.dsp import resample
 from diffmusic.gaps import check_gaps
 from diffmusic.measurement import load_magnitude
@@ -23,6 +27,32 @@ from diffmusic.operators import OPERATORS
 from diffmusic.priors import Prior
 from diffmusic.restoration import RecordingRestoration, Restorer, Settings
 from diffmusic.restoration.windows import round_up
+from diffmusic.samplers import Callback
+
+
+@contextmanager
+def step_progress(description: str, steps: int, quiet: bool = False) -> Iterator[Callback]:
+    """A sampler callback that advances a tqdm bar and shows the measurement loss.
+
+    The bar writes to stderr and is hidden with ``quiet`` or when stderr is not a terminal.
+
+    Args:
+        description: Label in front of the bar.
+        steps: Number of sampling steps.
+        quiet: Never show the bar.
+    """
+    bar = tqdm(total=steps, desc=description, unit="step", file=sys.stderr, leave=False,
+               disable=True if quiet else None)
+
+    def callback(info: dict) -> None:
+        if info.get("loss") is not None:
+            bar.set_postfix(loss=f"{info['loss']:.4g}", refresh=False)
+        bar.update(1)
+
+    try:
+        yield callback
+    finally:
+        bar.close()
 
 
 @dataclasses.dataclass
