@@ -1,12 +1,6 @@
-"""Inpainting gaps: parse them (seconds, ``mm:ss.s``, Audacity label files), find dropouts in a
-recording, and write them as label lines.
-
-Gap syntax (``--gap``): ``START-END`` where each time is seconds (``65.2``) or ``[hh:]mm:ss.s``
-(``1:05.2``), or the short form ``S:E`` in seconds (``2:3``); several gaps in one argument are
-separated by commas (``1:05-1:06,2:10.5-2:11``). Label files hold ``start<TAB>end<TAB>label`` in
-seconds per line, as Audacity exports them (spectral-selection lines starting with ``\\`` are
-skipped).
-"""
+"""Inpainting gaps: parse them (``--gap``: ``START-END`` in seconds like ``65.2`` or
+``[hh:]mm:ss.s`` like ``1:05.2``, or ``S:E`` in seconds like ``2:3``, comma-separated; Audacity
+label files), find dropouts in a recording, and write them as label lines."""
 
 from __future__ import annotations
 
@@ -75,7 +69,8 @@ def parse_gap_list(text: str) -> list[Gap]:
 
 
 def read_labels(path: str | Path) -> list[Gap]:
-    """Gaps from an Audacity label file (``start<TAB>end<TAB>label`` in seconds per line).
+    """Gaps from an Audacity label file (``start<TAB>end<TAB>label`` in seconds per line;
+    spectral-selection lines, starting with ``\\``, and ``#`` comments are skipped).
 
     Raises:
         ValueError: Missing or unreadable file, malformed lines, zero-length or reversed labels,

@@ -50,22 +50,6 @@ class Measurement:
     inputs: list[Path] = field(default_factory=list)
 
 
-def pad_measurement(operator: Operator, y: Tensor, origin: Path) -> Tensor:
-    """Zero-pad ``y`` (batch of one) to the shape of ``operator``'s measurements.
-
-    Raises:
-        ValueError: ``y`` does not have the measurement's shape or is longer than the clip.
-    """
-    expected = (1, *operator.measurement_shape())
-    if y.shape[:-1] != expected[:-1]:
-        raise ValueError(f"{origin}: a {operator.task} measurement has shape "
-                       f"{expected[1:-1]} x length, got {tuple(y.shape[1:])}")
-    if y.shape[-1] > expected[-1]:
-        raise ValueError(f"{origin}: the measurement is longer than the operator's clip of "
-                       f"{operator.num_samples} samples")
-    return fit_length(y, expected[-1])
-
-
 def load_magnitude(path: Path) -> Tensor:
     """A magnitude measurement ``(frequency bins, frames)`` from ``.npy``, shape ``(1, F, T)``."""
     if not path.is_file():
@@ -156,7 +140,8 @@ def read_measurement(folder: Path) -> Measurement:
     """Read a folder written by :func:`write_measurement` (or by hand in the same format).
 
     Raises:
-        ValueError: A missing or malformed ``measurement.json`` or measurement file.
+        ValueError: A missing or malformed ``measurement.json`` or measurement file (one that
+            does not have the operator's measurement shape, or is longer than its clip).
     """
     json_path = folder / MEASUREMENT_JSON
     if not json_path.is_file():
@@ -181,8 +166,16 @@ def read_measurement(folder: Path) -> Measurement:
         y = load_magnitude(path)
     else:
         y = load_audio(path, operator.measurement_rate, mono=True)[0]
+    require_signal(y, path)
+    expected = (1, *operator.measurement_shape())
+    if y.shape[:-1] != expected[:-1]:
+        raise ValueError(f"{path}: a {operator.task} measurement has shape "
+                         f"{expected[1:-1]} x length, got {tuple(y.shape[1:])}")
+    if y.shape[-1] > expected[-1]:
+        raise ValueError(f"{path}: the measurement is longer than the operator's clip of "
+                         f"{operator.num_samples} samples")
+    y = fit_length(y, expected[-1])  # zero-padded to the operator's shape
     clean = info.get("clean")
     clean_files = [clean] if isinstance(clean, str) else list((clean or {}).values())
     inputs = [json_path, path, *(folder / c for c in clean_files)]
-    return Measurement(operator, pad_measurement(operator, require_signal(y, path), path),
-                       length, folder, inputs)
+    return Measurement(operator, y, length, folder, inputs)

@@ -32,19 +32,17 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
         yield handle
 
 
-def write_json(path: str | Path, data: dict) -> Path:
+def write_json(path: str | Path, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_output(path) as handle:
         json.dump(data, handle, indent=2)
         handle.write("\n")
-    return Path(path)
 
 
-def write_npy(path: str | Path, array: np.ndarray) -> Path:
+def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Write one array in ``.npy`` format, atomically."""
     with atomic_output(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    return Path(path)
 
 
 def log_spectrogram_db(wave: Tensor, n_fft: int = 1024, hop: int = 160,
@@ -62,7 +60,7 @@ def log_spectrogram_db(wave: Tensor, n_fft: int = 1024, hop: int = 160,
 
 
 def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, Tensor]],
-                    sample_rate: int, dynamic_range_db: float = 80.0) -> Path:
+                    sample_rate: int, dynamic_range_db: float = 80.0) -> None:
     """Side-by-side log-|STFT| spectrograms (dB) with labelled time and frequency axes.
 
     All panels share one colour scale: the loudest bin of any panel down to
@@ -98,7 +96,6 @@ def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, Tensor]],
     plt.close(fig)
     with atomic_output(path, "wb") as handle:
         handle.write(buffer.getvalue())
-    return Path(path)
 
 
 @dataclass
@@ -155,7 +152,7 @@ STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em}"""
 
 
-def write_html(path: str | Path, title: str, intro: str, sections: Sequence[Section]) -> Path:
+def write_html(path: str | Path, title: str, intro: str, sections: Sequence[Section]) -> None:
     """Write a self-contained static page (relative links to audio and images), atomically.
 
     Args:
@@ -170,5 +167,4 @@ def write_html(path: str | Path, title: str, intro: str, sections: Sequence[Sect
             f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{body}</body></html>\n")
     with atomic_output(path) as handle:
         handle.write(page)
-    return Path(path)
 
