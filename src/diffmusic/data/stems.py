@@ -13,6 +13,7 @@ Output: ``DATA/stems/{train,valid}/<song>/{mixture,vocals,drums,bass,other}.wav`
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -59,8 +60,6 @@ PROGRAMS: dict[str, tuple[int, ...]] = {
     "other": (0, 1, 2, 4, 6, 11, 16, 19, 21, 24, 25, 26, 40, 41, 42, 46, 48, 49, 56, 57, 60, 61,
               64, 65, 66, 70, 71, 72, 80, 81, 88, 89, 91),
 }
-
-_SYNTH: tuple | None = None  # (fluidsynth.Synth, soundfont id), one per worker process
 
 
 @dataclass(frozen=True)
@@ -190,15 +189,13 @@ def assign_roles(instruments: list, from_score: bool) -> dict[str, list]:
     return roles
 
 
+@functools.cache
 def synth() -> tuple:
-    """The worker's FluidSynth instance and soundfont id (created on first use)."""
-    global _SYNTH
-    if _SYNTH is None:
-        import fluidsynth
+    """The worker process's FluidSynth instance and soundfont id (created on first use)."""
+    import fluidsynth
 
-        instance = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
-        _SYNTH = instance, instance.sfload(str(SOUNDFONT))
-    return _SYNTH
+    instance = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
+    return instance, instance.sfload(str(SOUNDFONT))
 
 
 def render(instruments: list) -> np.ndarray:

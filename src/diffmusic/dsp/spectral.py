@@ -86,21 +86,20 @@ def log_compress(magnitude: Tensor) -> Tensor:
     return torch.log(torch.clamp(magnitude, min=LOG_FLOOR))
 
 
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP  # the Slaney scale's constants
+
+
 def hz_to_mel(hz: Tensor) -> Tensor:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    linear = hz / f_sp
-    log = min_log_mel + torch.log(torch.clamp(hz, min=min_log_hz) / min_log_hz) / logstep
-    return torch.where(hz >= min_log_hz, log, linear)
+    log = _MIN_LOG_MEL + torch.log(torch.clamp(hz, min=_MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return torch.where(hz >= _MIN_LOG_HZ, log, hz / _F_SP)
 
 
 def mel_to_hz(mel: Tensor) -> Tensor:
     """Inverse of :func:`hz_to_mel`."""
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    log = min_log_hz * torch.exp(logstep * (mel - min_log_mel))
-    return torch.where(mel >= min_log_mel, log, f_sp * mel)
+    log = _MIN_LOG_HZ * torch.exp(_LOGSTEP * (mel - _MIN_LOG_MEL))
+    return torch.where(mel >= _MIN_LOG_MEL, log, _F_SP * mel)
 
 
 def mel_filterbank(cfg: MelConfig, dtype: torch.dtype = torch.float32,

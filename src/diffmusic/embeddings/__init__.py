@@ -30,20 +30,16 @@ def _vggish_dir() -> Path | None:
     return repo if repo.is_dir() and weights else None
 
 
-def _musicnn_available() -> bool:
+def available_embeddings() -> list[str]:
+    """Embeddings usable offline here, the paper's first."""
     from diffmusic.embeddings.musicnn import checkpoint_prefix
 
+    found = ["vggish"] if _vggish_dir() is not None else []
     try:
         checkpoint_prefix()
     except FileNotFoundError:
-        return False
-    return True
-
-
-def available_embeddings() -> list[str]:
-    """Embeddings usable offline here, the paper's first."""
-    found = ["vggish"] if _vggish_dir() is not None else []
-    return found + (["musicnn"] if _musicnn_available() else [])
+        return found
+    return [*found, "musicnn"]
 
 
 class VggishEmbedding:

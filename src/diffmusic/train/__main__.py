@@ -72,18 +72,15 @@ def train_all(data: Path, runs: Path, out: Path | None, seed: int) -> None:
     """Vocoder in a subprocess; VAE, noise predictor, decoder here; export after each stage."""
     import torch
 
-    from diffmusic.train import decoder, diffusion, export, vae
+    from diffmusic.train import export
 
     torch.set_num_threads(1)
     common = ["--data", str(data), "--runs", str(runs), "--seed", str(seed)]
     vocoder = subprocess.Popen([sys.executable, "-m", "diffmusic.train", "vocoder", *common,
                                 "--minutes", str(ALL_MINUTES["vocoder"])])
-    vae.run(data, runs, ALL_MINUTES["vae"], seed=seed)
-    export.export(runs, out)
-    diffusion.run(data, runs, ALL_MINUTES["unet"], seed=seed)
-    export.export(runs, out)
-    decoder.run(data, runs, ALL_MINUTES["decoder"], seed=seed)
-    export.export(runs, out)
+    for stage in ("vae", "unet", "decoder"):
+        importlib.import_module(STAGES[stage]).run(data, runs, ALL_MINUTES[stage], seed=seed)
+        export.export(runs, out)
     if vocoder.wait() != 0:
         raise SystemExit("vocoder stage failed")
     export.export(runs, out)

@@ -2,11 +2,8 @@
 
 Measures the protocol LSD (DESIGN.md §3) of (a) vocoder copy-synthesis from the true log-mel,
 (b) the VAE round trip followed by the vocoder (through the decoder the prior uses and, when that
-is the sub-pixel one, also through the VAE's own), (c) fast Griffin-Lim (100 iterations) from the
-mel smoothed back to a linear spectrogram with the filterbank's pseudo-inverse (the classical
-reference), the seconds of one DiffMusic step on a 5.12 s clip, and the Fréchet distance
-(FD-musicnn) of unguided samples to validation music (through both decoders, when the
-sub-pixel one is present).
+is the sub-pixel one, also through the VAE's own), (c) fast Griffin-Lim from the mel (the
+classical reference); the seconds of one DiffMusic step; the FD-musicnn of unguided samples.
 """
 
 from __future__ import annotations
@@ -20,23 +17,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import MelConfig, fast_griffin_lim, log_mel, mel_filterbank, stft
+from diffmusic.dsp import MelConfig, fast_griffin_lim, log_mel, mel_filterbank
+from diffmusic.metrics import lsd
 from diffmusic.names import CLIP_SAMPLES
 from diffmusic.priors.embedded import EmbeddedModels, load_embedded
 from diffmusic.train.datasets import validation_clips
 from diffmusic.train.diffusion import ddim_estimates
 from diffmusic.train.vae import image_to_mel, mel_to_image
-
-
-def lsd(estimate: Tensor, reference: Tensor) -> Tensor:
-    """Protocol log-spectral distance per clip, ``(B, N), (B, N) -> (B,)``.
-
-    STFT n_fft 1024, hop 160, Hann; ``log10(|X| + 1e-10)``; RMS over frequency bins, mean over
-    frames.
-    """
-    a = torch.log10(stft(estimate.double(), 1024, 160).abs() + 1e-10)
-    b = torch.log10(stft(reference.double(), 1024, 160).abs() + 1e-10)
-    return (a - b).square().mean(-2).sqrt().mean(-1)
 
 
 def griffin_lim_from_mel(mel: Tensor, cfg: MelConfig, length: int, seed: int = 0) -> Tensor:
@@ -175,35 +162,31 @@ def sample_fd(models: EmbeddedModels, references: Tensor, count: int = 24, batch
     return {f"fd_{embedding}_{k}": round(v, 3) for k, v in result.items()}
 
 
-def save_sample_figure(mels: Tensor, reference: Tensor, names: list[str], path: Path) -> None:
-    """Spectrogram grid of the samples ``(K, T, n_mels)`` next to one reference log-mel."""
+def sample_check(models: EmbeddedModels, batch: Tensor, cfg: MelConfig, out: Path) -> dict:
+    """Samples per class -> ``out/samples.png``; L1 of their mean log-mel spectrum to validation's.
+
+    A listen-free check: a prior that learned music has band energies close to real music's. The
+    figure shows the samples' log-mels under the first validation clip's.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("validation clip", reference), *zip(names, mels, strict=True)]
+    labels = torch.arange(len(models.config["classes"]) + 1)
+    noise = torch.randn(1, 8, 128, 16, generator=torch.Generator().manual_seed(0))
+    mels = ddim_samples(models, labels, noise.expand(len(labels), -1, -1, -1))
+    reference = log_mel(batch, cfg)
+    names = ["unconditional", *models.config["classes"]]
+    panels = [("validation clip", reference[0]), *zip(names, mels, strict=True)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.6 * len(panels)))
     for ax, (name, mel) in zip(axes, panels, strict=True):
         ax.imshow(mel.T.numpy(), origin="lower", aspect="auto", vmin=-11.5, vmax=2.0)
         ax.set_title(name, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(out / "samples.png", dpi=80)
     plt.close(fig)
-
-
-def sample_check(models: EmbeddedModels, batch: Tensor, cfg: MelConfig, out: Path) -> dict:
-    """Samples per class -> ``out/samples.png``; L1 of their mean log-mel spectrum to validation's.
-
-    A listen-free check: a prior that learned music has band energies close to real music's.
-    """
-    labels = torch.arange(len(models.config["classes"]) + 1)
-    noise = torch.randn(1, 8, 128, 16, generator=torch.Generator().manual_seed(0))
-    mels = ddim_samples(models, labels, noise.expand(len(labels), -1, -1, -1))
-    reference = log_mel(batch, cfg)
-    names = ["unconditional", *models.config["classes"]]
-    save_sample_figure(mels, reference[0], names, out / "samples.png")
     profile = reference.mean((0, 1))
     return {name: round(float((mel.mean(0) - profile).abs().mean()), 3)
             for name, mel in zip(names, mels, strict=True)}

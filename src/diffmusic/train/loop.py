@@ -150,14 +150,13 @@ class CsvLog:
     def write(self, row: dict[str, float]) -> None:
         """Append one row (missing keys are left empty)."""
         added = [k for k in row if k not in (self.fields or [])]
-        if added and self.fields is not None:
-            with self.path.open() as f:
-                rows = list(csv.DictReader(f))
-            self.fields = [*self.fields, *added]
+        if added:  # (re)write the header, and the rows so far under it
+            rows = []
+            if self.fields is not None:
+                with self.path.open() as f:
+                    rows = list(csv.DictReader(f))
+            self.fields = [*(self.fields or []), *added]
             self._write_rows(rows, "w")
-        elif added:
-            self.fields = list(row)
-            self._write_rows([], "w")
         self._write_rows([row], "a")
 
     def _write_rows(self, rows: list[dict], mode: str) -> None:
