@@ -60,11 +60,8 @@ def _save(path: Path, content: dict) -> None:
 
 
 def _previous(opts: BenchOptions, fresh: dict) -> dict:
-    """The scores of an earlier run on the same split, steps and clips (else ``fresh``).
-
-    A killed run left ``tuned.partial.json``; a finished one ``tuned.json``, whose scores a
-    wider grid reuses.
-    """
+    """The scores of an earlier run on the same split, steps and clips (else ``fresh``): a
+    killed run's ``tuned.partial.json``, else a finished one's ``tuned.json``."""
     for name in ("tuned.partial.json", "tuned.json"):
         path = opts.out / name
         if path.is_file():
@@ -112,11 +109,9 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
                tuned: dict, partial: Path, quiet: bool) -> None:
     """Each sampler's best step size of :data:`GRID`, then each of :func:`_follow_ups` in turn.
 
-    Scores are read from and written to ``tuned["scores"][task]``: under the sampler's name
-    for step sizes, under ``"SAMPLER KEYWORD at PARAM=VALUE[, KEYWORD=VALUE]"`` for a follow-up
-    keyword at the choices made before it. ``tuned`` is saved to ``partial`` after every value
-    and every choice; ``clips()`` loads the tuning clips (only called when something is left to
-    score).
+    Scores live in ``tuned["scores"][task]``, under the sampler's name for step sizes and under
+    ``"SAMPLER KEYWORD at PARAM=VALUE[, ...]"`` (:func:`settings_text`) for a follow-up; ``tuned``
+    is saved to ``partial`` after every value and choice; ``clips()`` loads the tuning clips.
     """
     scores = tuned["scores"].setdefault(task, {})
     metric = METRIC.get(task, ("lsd", 1))[0]
@@ -151,9 +146,8 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
 def tune(opts: BenchOptions, config: RunConfig) -> Path:
     """Tune on ``opts.tune_data`` and write ``opts.out / "tuned.json"``; returns its path.
 
-    Every scored grid value is saved to ``tuned.partial.json`` at once, so a killed tuning run
-    resumes where it stopped, and a run with a wider :data:`GRID` scores only the new values
-    (when split, steps and clip limit are unchanged).
+    A killed run resumes from ``tuned.partial.json``, and a wider :data:`GRID` scores only its
+    new values (when split, steps and clip limit are unchanged).
     """
     assert opts.tune_data is not None
     samplers = [s for s in GRID if opts.methods is None or s in opts.methods
