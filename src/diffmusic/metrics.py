@@ -62,8 +62,7 @@ def lsd_hf(x: ArrayLike, ref: ArrayLike, cutoff_hz: float, sample_rate: int,
 
     Used for super-resolution with ``cutoff_hz`` = the Nyquist frequency of the low-rate
     measurement (4 kHz for 16 kHz audio downsampled by 2). Bin ``k`` has frequency
-    ``k * sample_rate / n_fft``; same STFT, ``log10(|X| + 1e-10)``, RMS over the selected bins
-    and mean over frames as :func:`lsd`.
+    ``k * sample_rate / n_fft``.
 
     Args:
         x: Estimate, shape ``(..., N)``.

@@ -77,11 +77,6 @@ class Track:
         """Split key: the track name without variant suffixes."""
         return f"{self.package}/{_VARIANT_SUFFIX.sub('', self.name).lower()}"
 
-    @property
-    def filename(self) -> str:
-        """Output file name ``<package>__<track>.wav``."""
-        return f"{self.package}__{self.name}.wav"
-
 
 def sanitize(text: str) -> str:
     """Map ``text`` to a file-system safe name (letters, digits, ``-``, ``_``, ``.``)."""
@@ -253,7 +248,7 @@ def prepare_music(data_dir: Path, work_dir: Path | None = None,
             log.warning("%s: no music found", package)
         tracks += found
     splits = split_groups(tracks, group=lambda t: t.group, source=lambda t: t.package)
-    jobs = [(track.path, data_dir / "music" / split / track.filename)
+    jobs = [(track.path, data_dir / "music" / split / f"{track.package}__{track.name}.wav")
             for split, members in splits.items() for track in members]
     with ThreadPoolExecutor(workers) as pool:
         pending = [pool.submit(convert, src, dst) for src, dst in jobs]

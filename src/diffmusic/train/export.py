@@ -33,9 +33,13 @@ from diffmusic.train.vae import VAE_CONFIG
 from diffmusic.train.vocoder import VOCODER_CONFIG
 
 
-def _save(tensors: dict[str, Tensor], path: Path, dtype: torch.dtype) -> None:
+def _write(out: Path, name: str, tensors: dict[str, Tensor], dtype: torch.dtype, cls: str,
+           **entry) -> dict:
+    """Save ``tensors`` as ``out/NAME.safetensors`` in ``dtype``; returns its config.json entry."""
+    path = out / f"{name}.safetensors"
     save_tensors(tensors, path, dtype)
     os.chmod(path, 0o644)
+    return {"class": cls, "file": path.name, "dtype": str(dtype).removeprefix("torch."), **entry}
 
 
 def _stage_info(run_dir: Path) -> dict:
@@ -72,12 +76,11 @@ def _export_decoder(runs: Path, out: Path, previous: dict | None) -> dict | None
     if digest != exported:
         raise ValueError(f"{runs / 'decoder'} was trained for another VAE than "
                          f"{out / 'vae.safetensors'}; train it again with the exported VAE")
-    _save(ckpt.weights("decoder"), out / "decoder.safetensors", torch.float32)
-    return {"class": "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
-            "file": "decoder.safetensors", "dtype": "float32",
-            "config": state.get("config", DECODER_CONFIG.to_dict()), "vae_sha256": digest,
-            "input": "unscaled VAE latent; replaces the VAE's decoder",
-            "sampled_batch": state.get("sampled_batch", 0), **_stage_info(runs / "decoder")}
+    return _write(out, "decoder", ckpt.weights("decoder"), torch.float32,
+                  "diffmusic.priors.mel_decoder.SubPixelMelDecoder",
+                  config=state.get("config", DECODER_CONFIG.to_dict()), vae_sha256=digest,
+                  input="unscaled VAE latent; replaces the VAE's decoder",
+                  sampled_batch=state.get("sampled_batch", 0), **_stage_info(runs / "decoder"))
 
 
 def export(runs: Path, out: Path | None = None) -> dict:
@@ -104,35 +107,31 @@ def export(runs: Path, out: Path | None = None) -> dict:
         "schedule": SCHEDULE,
     }
     if Checkpoint(runs / "vocoder").exists():
-        _save(Checkpoint(runs / "vocoder").weights("vocoder"), out / "vocoder.safetensors",
-              torch.float32)
-        config["vocoder"] = {"class": "diffmusic.priors.vocos.VocosVocoder",
-                             "file": "vocoder.safetensors", "dtype": "float32",
-                             "config": VOCODER_CONFIG.to_dict(), **_stage_info(runs / "vocoder")}
+        config["vocoder"] = _write(out, "vocoder", Checkpoint(runs / "vocoder").weights("vocoder"),
+                                   torch.float32, "diffmusic.priors.vocos.VocosVocoder",
+                                   config=VOCODER_CONFIG.to_dict(), **_stage_info(runs / "vocoder"))
     latent = runs / "unet" / "latent.json"
     stats = json.loads(latent.read_text()) if latent.exists() else None
     if stats is not None and Checkpoint(runs / "unet").exists():
-        _save(Checkpoint(runs / "unet").weights("unet"), out / "unet.safetensors", torch.float16)
         config["scaling_factor"] = stats["scaling_factor"]
-        config["unet"] = {"class": "diffusers.UNet2DModel", "file": "unet.safetensors",
-                          "dtype": "float16", "config": UNET_CONFIG, "latent_stats": stats,
-                          "class_labels": "class_labels = class_embed_index[name]",
-                          **_stage_info(runs / "unet")}
+        config["unet"] = _write(out, "unet", Checkpoint(runs / "unet").weights("unet"),
+                                torch.float16, "diffusers.UNet2DModel", config=UNET_CONFIG,
+                                latent_stats=stats,
+                                class_labels="class_labels = class_embed_index[name]",
+                                **_stage_info(runs / "unet"))
     frozen = runs / "unet" / "vae.safetensors"
     if frozen.exists() or Checkpoint(runs / "vae").exists():
         weights = (load_file(str(frozen)) if frozen.exists()
                    else Checkpoint(runs / "vae").weights("vae"))
-        _save(weights, out / "vae.safetensors", torch.float32)
         vae_info = (_stage_info(runs / "vae") if Checkpoint(runs / "vae").exists() else
                     {k: v for k, v in previous.get("vae", {}).items()
                      if k in ("steps", "train_seconds", "batch")})
         vae_config = dict(VAE_CONFIG)
         if "scaling_factor" in config:
             vae_config["scaling_factor"] = config["scaling_factor"]
-        config["vae"] = {"class": "diffusers.AutoencoderKL", "file": "vae.safetensors",
-                         "dtype": "float32", "config": vae_config,
-                         "input": "log-mel as (B, 1, frames, 64); latent (B, 8, frames/4, 16)",
-                         **vae_info}
+        config["vae"] = _write(out, "vae", weights, torch.float32, "diffusers.AutoencoderKL",
+                               config=vae_config, input="log-mel as (B, 1, frames, 64); "
+                               "latent (B, 8, frames/4, 16)", **vae_info)
     decoder = _export_decoder(runs, out, previous.get("decoder"))
     if decoder is not None:
         config["decoder"] = decoder
