@@ -53,6 +53,30 @@ def test_a_gap_far_from_the_start_gets_the_only_window(tiny: Prior) -> None:
     assert torch.equal(result.wave[:, outside], wave[:, outside])
 
 
+def test_similarity_gives_each_window_the_repeat_of_its_gap(tiny: Prior) -> None:
+    rate = 16000
+    wave = music_like(7, round(2.5 * rate)).repeat(4)[None]  # a 2.5 s pattern, four times
+    gap = (6.0, 6.5)
+    damaged = wave.clone()
+    damaged[:, round(gap[0] * rate): round(gap[1] * rate)] = 0
+    make = functools.partial(Inpainting, gaps=[gap])
+    for similarity in (True, False):
+        restorer = Restorer(tiny, Settings(steps=2, similarity=similarity), segment=1.28,
+                            overlap=0.25)
+        record = restorer.restore_recording(make, damaged, rate).record
+        (window,) = record["windows"]
+        if similarity:
+            (match,) = record["similarity"]
+            assert match["score"] >= 0.8 and abs(match["gain"] - 1) < 0.01
+            assert round((match["source"] - gap[0]) * rate) % round(2.5 * rate) == 0
+            offset = window["start"] / rate
+            assert window["operator"]["matches"] == [{
+                **match, "start": round(gap[0] - offset, 4), "end": round(gap[1] - offset, 4),
+                "source": round(match["source"] - offset, 4)}]
+        else:
+            assert record["similarity"] is None and window["operator"]["matches"] == []
+
+
 def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:
     wave = music_like(0, 16000)[None]
     with pytest.raises(ValueError, match="^segment 60 s is longer"):

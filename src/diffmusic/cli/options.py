@@ -179,6 +179,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                             f"{LEVEL_DB:g}; off: at the input's own level)")
     group.add_argument("--no-projection", dest="projection", action="store_false",
                        help="skip the measurement-consistency projection (the paper's raw output)")
+    group.add_argument("--no-similarity", dest="similarity", action="store_false",
+                       help="inpainting: do not copy into each gap the passage of the recording "
+                            "whose context matches best (used as warm start and guidance)")
     add_device_options(group)
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the UNet (slow first steps, faster later ones)")
@@ -201,7 +204,8 @@ def restore_settings(args: argparse.Namespace) -> Settings:
                         gamma=args.gamma, eta=args.eta, warm_start=args.warm_start,
                         guidance_scale=args.cfg, prompts=args.prompt,
                         negative_prompt=args.negative_prompt, level_db=args.level,
-                        project=args.projection, clip_mode=args.clip_mode)
+                        project=args.projection, similarity=args.similarity,
+                        clip_mode=args.clip_mode)
     except SettingError as error:
         if error.field == "gamma":
             raise CliError("--gamma is the diffmusic sampler's plain step; use --step for "

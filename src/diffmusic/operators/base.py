@@ -207,6 +207,12 @@ class Operator(nn.Module, ABC):
         """Samples beyond each of :meth:`regions` that a projected restoration changes."""
         return 0
 
+    def with_similarity(self, y: Tensor) -> tuple[Operator, Tensor]:
+        """The operator and measurement of a restoration that may use what the rest of a long
+        measurement ``y`` repeats (inpainting: the passages whose context matches each gap's);
+        here both unchanged."""
+        return self, y
+
     def measurement_shape(self) -> tuple[int, ...]:
         """Shape of one measurement without the batch axis, ``(..., M)``."""
         k, n = self.num_sources, self.num_samples
@@ -252,6 +258,11 @@ class Operator(nn.Module, ABC):
     def output_rate(self, rate: int) -> int:
         """The rate a recording at ``rate`` is restored to by default."""
         return rate
+
+    def invented(self, wave: Tensor) -> Tensor | None:
+        """The part of a signal ``(..., N)`` that a restoration had to invent, for a FAD of
+        that part alone (``None``: no such part is singled out)."""
+        return None
 
     def score(self, est: Tensor, ref: Tensor, y: Tensor) -> dict:
         """Per-clip metrics of an estimate ``est`` of ``ref`` (both ``(N,)``) from ``y``."""

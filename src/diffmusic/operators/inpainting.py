@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, log_mel, raised_cosine, resample_region
+from diffmusic.dsp import MelConfig, fit_length, log_mel, raised_cosine, resample_region
+from diffmusic.metrics import lsd_in
 from diffmusic.names import CLIP_SAMPLES, DEFAULT_GAP, SAMPLE_RATE
-from diffmusic.operators.base import Operator, Span
+from diffmusic.operators.base import Operator, Span, weighted_mean
+from diffmusic.operators.similarity import Match, copy_passages, find_matches, passage_weights
 
 MaskType = Literal["box", "random", "periodic"]
 Gap = tuple[float, float]
+EXCERPT_SECONDS = 3.0
+"""Length of the excerpt around the gaps that :meth:`Inpainting.invented` returns (one musicnn
+patch)."""
 PAPER_SECONDS = CLIP_SAMPLES / SAMPLE_RATE
 """Length of the paper's clips (5.12 s), in which its gap is :data:`DEFAULT_GAP`."""
+MIN_MATCH = 0.8
+"""Least context similarity (:attr:`Match.score`) for which a gap takes a copied passage."""
+MATCH_WEIGHT = 0.5
+"""Weight of a copied passage's log-mel frame in the loss (a measured frame weighs 1)."""
 
 
 def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None = None,
@@ -57,17 +67,24 @@ class Inpainting(Operator):
         mask_type: How the gaps were made (recorded in the spec).
         crossfade: Length in seconds of the raised-cosine crossfade :meth:`project` uses on the
             known side of each gap edge.
+        matches: The best passage for each gap (:meth:`with_similarity`), as :class:`Match` or
+            its dict; those that score at least :data:`MIN_MATCH` are :attr:`used`. The
+            measurement then holds these in their gaps: the ``logmel`` loss compares
+            the restoration's frames there with weight :data:`MATCH_WEIGHT`, and
+            :meth:`project` keeps the passage but for the seams at the gap's edges
+            (:func:`~diffmusic.operators.similarity.passage_weights`).
         **kwargs: ``noise_snr`` and ``loss_domain`` of :class:`Operator`.
     """
 
     task: ClassVar[str] = "inpainting"
-    options: ClassVar[tuple[str, ...]] = ("gaps", "mask_type", "seed", "duration")
-    baseline_names: ClassVar[tuple[str, ...]] = ("zero_fill", "context_copy")
-    default_baseline: ClassVar[str] = "context_copy"
+    options: ClassVar[tuple[str, ...]] = ("gaps", "gap_length", "mask_type", "seed", "duration")
+    baseline_names: ClassVar[tuple[str, ...]] = ("zero_fill", "context_copy", "similarity_copy")
+    default_baseline: ClassVar[str] = "similarity_copy"
 
     def __init__(self, sample_rate: int, num_samples: int,
                  gaps: Sequence[Gap] = (DEFAULT_GAP,), mask_type: MaskType = "box",
-                 crossfade: float = 0.005, **kwargs) -> None:
+                 crossfade: float = 0.005, matches: Sequence[Match | dict] = (),
+                 **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         duration = num_samples / sample_rate
         self.gaps = [(float(s), float(e)) for s, e in gaps]
@@ -83,16 +100,25 @@ class Inpainting(Operator):
         for start, end in self.gaps:
             mask[round(start * sample_rate): round(end * sample_rate)] = 0
         self.register_buffer("mask", mask, persistent=False)
+        self.matches = [m if isinstance(m, Match) else Match(**m) for m in matches]
+        self.used = [m for m in self.matches if m.score >= MIN_MATCH]
+        copied = torch.zeros(num_samples)
+        for m in self.used:
+            copied[round(m.start * sample_rate): round(m.end * sample_rate)] = 1
+        self.register_buffer("copied", copied * (1 - mask), persistent=False)
+        self.register_buffer("passage", passage_weights(self.used, sample_rate, num_samples)
+                             * (1 - mask), persistent=False)
 
     @classmethod
     def from_options(cls, sample_rate: int, num_samples: int, *,
                      noise_snr: float | None = None, gaps: Sequence[Gap] | None = None,
-                     mask_type: MaskType | None = None, seed: int = 0,
-                     duration: float | None = None) -> Inpainting:
+                     gap_length: float | None = None, mask_type: MaskType | None = None,
+                     seed: int = 0, duration: float | None = None) -> Inpainting:
         """The gaps of :func:`make_gaps` (``seed`` draws a ``random`` mask) in a clip of
         ``num_samples``, or in its first ``duration`` seconds when the clip is a zero-padded
         recording. Without ``gaps`` a box mask is the paper's gap, ``[2, 3)`` s of its 5.12 s
-        clip, scaled to the clip's length (the benchmark protocol for clips of any length).
+        clip, scaled to the clip's length (the benchmark protocol for clips of any length), or
+        a gap of ``gap_length`` seconds centred where that gap is centred.
 
         Raises:
             ValueError: A gap outside the clip, or a mask with no gap in it.
@@ -102,6 +128,9 @@ class Inpainting(Operator):
         mask_type = mask_type or "box"
         if gaps is None and mask_type == "box":
             gaps = [tuple(round(edge / PAPER_SECONDS * seconds, 4) for edge in DEFAULT_GAP)]
+            if gap_length is not None:
+                centre = sum(gaps[0]) / 2
+                gaps = [(round(centre - gap_length / 2, 4), round(centre + gap_length / 2, 4))]
         chosen = make_gaps(mask_type, seconds, gaps, generator=generator)
         for start, end in chosen:
             if end > seconds + 1e-9:
@@ -125,15 +154,43 @@ class Inpainting(Operator):
         rate, end = self.sample_rate, start + length
         spans = [(max(a, start), min(b, end)) for a, b in self.regions()]
         gaps = [((a - start) / rate, (b - start) / rate) for a, b in spans if a < b]
-        return {**super()._window_args(start, length), "gaps": gaps}
+        offset, stop = start / rate, end / rate
+        matches = [replace(m, start=max(m.start, offset) - offset, end=min(m.end, stop) - offset,
+                           source=m.source - offset)
+                   for m in self.matches if m.start < stop and m.end > offset]
+        return {**super()._window_args(start, length), "gaps": gaps, "matches": matches}
+
+    def with_similarity(self, y: Tensor) -> tuple[Inpainting, Tensor]:
+        """Each gap given the passage of ``y`` ``(B, N)`` whose context matches its own best
+        (:func:`~diffmusic.operators.similarity.find_matches`, all channels compared).
+
+        Returns:
+            This operator with those :attr:`matches`, and ``y`` (cut or zero-padded to the
+            operator's length) with the :attr:`used` passages, level-matched, in their gaps and
+            zeros in the other gaps. An operator that holds matches returns itself and ``y``.
+        """
+        if self.matches:
+            return self, y
+        y = fit_length(y, self.num_samples)
+        found = find_matches(y, self.sample_rate, self.regions())
+        matches = [m for m in found if m is not None]
+        operator = type(self)(**{**self._window_args(0, self.num_samples), "matches": matches,
+                                 "num_samples": self.num_samples})
+        return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate, operator.used)
 
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:
         """At the original's own rate, every sample outside the gaps and their crossfades is
-        the original's, bit for bit (:func:`paste_gaps`)."""
+        the original's, bit for bit (:func:`paste_gaps`), and copied passages are taken from
+        the original itself (its full band), but for their seams."""
         if out_rate != rate:
             return super().keep_original(original, restored, rate, restored_rate, out_rate)
-        return paste_gaps(original, restored, rate, restored_rate, self.gaps, self.crossfade)
+        out = paste_gaps(original, restored, rate, restored_rate, self.gaps, self.crossfade)
+        if not self.used:
+            return out
+        # the copied passages at the original's own rate and bandwidth
+        weights = passage_weights(self.used, rate, original.shape[-1])
+        return out + weights * (copy_passages(original, rate, self.used) - out)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask.to(x.dtype)
@@ -142,15 +199,29 @@ class Inpainting(Operator):
         return self.mask
 
     def known_frames(self, mel: MelConfig) -> Tensor:
-        """1 for log-mel frames whose whole window lies outside every gap, shape ``(frames, 1)``."""
+        """Weights of log-mel frames, shape ``(frames, 1)``: 1 where the frame's whole window
+        lies outside every gap, :data:`MATCH_WEIGHT` where its centre lies in a gap that holds a
+        copied passage, else 0."""
         pad = (mel.n_fft - mel.hop_length) // 2
         lost = F.pad(1 - self.mask[None, None], (pad, pad), value=0.0)
         any_lost = F.max_pool1d(lost, mel.n_fft, mel.hop_length)[0, 0]
-        return (1 - any_lost)[: mel.frames(self.num_samples), None]
+        frames = mel.frames(self.num_samples)
+        centres = torch.arange(frames) * mel.hop_length + mel.hop_length // 2
+        copied = MATCH_WEIGHT * self.copied[centres.clamp(max=self.num_samples - 1)]
+        return ((1 - any_lost)[:frames] + copied)[:, None]
 
     def feature_weight(self, y: Tensor) -> Tensor:
         return self.known_frames(MelConfig(sample_rate=self.sample_rate,
                                            fmax=self.sample_rate / 2))
+
+    def loss(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """The operator's loss; with copied passages, the ``logmel`` loss compares the
+        restoration's own frames (known frames are the same as the masked restoration's) with
+        the measurement's, the passages included."""
+        if not self.used or self.loss_domain != "logmel":
+            return super().loss(x_hat, y)
+        diff = self.features(x_hat) - self.features(y)
+        return weighted_mean(diff.pow(2), self.feature_weight(y))
 
     def mel_target(self, y: Tensor, mel: MelConfig) -> tuple[Tensor, Tensor]:
         return log_mel(y, mel), self.known_frames(mel)
@@ -170,16 +241,17 @@ class Inpainting(Operator):
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """The known samples with the restoration in the gaps (raised-cosine crossfades), the
         fill scaled down where it would peak above the known samples' peak: the measurement
-        shows the recording's level (a clipped recording's fill stays below its clip level)."""
-        keep = self.crossfade_mask().to(x_hat.dtype)
+        shows the recording's level (a clipped recording's fill stays below its clip level).
+        Gaps that hold a copied passage keep it but for the seams at their edges."""
+        keep = (self.crossfade_mask() + self.passage).to(x_hat.dtype)
         known_peak = (y * self.mask.to(y.dtype)).abs().amax(-1, keepdim=True)
         fill_peak = (x_hat * (keep < 1)).abs().amax(-1, keepdim=True).clamp_min(1e-12)
         # a convex mix of two signals within the known peak stays within it
         return keep * y + (1 - keep) * x_hat * (known_peak / fill_peak).clamp(max=1)
 
     def zero_fill(self, y: Tensor) -> Tensor:
-        """The measurement itself: zeros in the gaps."""
-        return y
+        """Zeros in the gaps."""
+        return y * self.mask.to(y.dtype)
 
     def context_copy(self, y: Tensor) -> Tensor:
         """Fill each gap with the audio just before it (after it when the gap starts the clip)."""
@@ -193,9 +265,28 @@ class Inpainting(Operator):
             x[..., a: a + length] = y[..., src: src + length]
         return x
 
+    def invented(self, wave: Tensor) -> Tensor:
+        """The :data:`EXCERPT_SECONDS` of ``wave`` centred on the middle of the gaps."""
+        regions = self.regions()
+        length = min(wave.shape[-1], round(EXCERPT_SECONDS * self.sample_rate))
+        centre = (regions[0][0] + regions[-1][1]) // 2
+        start = min(max(0, centre - length // 2), wave.shape[-1] - length)
+        return wave[..., start: start + length]
+
+    def score(self, est: Tensor, ref: Tensor, y: Tensor) -> dict:
+        """LSD and SI-SDR of the clip, and ``lsd_gap``: LSD over the frames centred in gaps."""
+        return {**super().score(est, ref, y), "lsd_gap": float(lsd_in(est, ref, self.regions()))}
+
+    def similarity_copy(self, y: Tensor) -> Tensor:
+        """Each gap filled with the passage whose context matches best (:meth:`with_similarity`,
+        searched in ``y`` unless this operator holds its matches), :meth:`context_copy` where no
+        passage matches well."""
+        operator, y = self.with_similarity(y)
+        return torch.where(operator.copied > 0, y, self.context_copy(y * self.mask.to(y.dtype)))
+
     def _spec_args(self) -> dict:
         return {"gaps": [list(g) for g in self.gaps], "mask_type": self.mask_type,
-                "crossfade": self.crossfade}
+                "crossfade": self.crossfade, "matches": [m.to_dict() for m in self.matches]}
 
 
 def _keep_weights(length: int, spans: Sequence[Span], ramp_len: int) -> Tensor:

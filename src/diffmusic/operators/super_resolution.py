@@ -8,11 +8,14 @@ import julius
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import MelConfig, fit_length, log_mel, resample
+from diffmusic.dsp import MelConfig, fit_length, istft, log_mel, resample, stft
 from diffmusic.dsp.spectral import hz_to_mel, mel_to_hz
 from diffmusic.metrics import lsd_hf
 from diffmusic.names import SUPER_RESOLUTION_FACTORS
 from diffmusic.operators.base import Operator
+
+N_FFT = 1024
+"""FFT size of the high-pass in :meth:`SuperResolution.invented`."""
 
 CROSSOVER_ZEROS = 32
 """Zero crossings on each side of the crossover's windowed sinc (``julius`` ``zeros``): a
@@ -95,6 +98,12 @@ class SuperResolution(Operator):
         """The original's spectrum everywhere but between the cutoff and the restoration's
         Nyquist frequency (:func:`add_high_band`)."""
         return add_high_band(original, restored, rate, restored_rate, out_rate, self.cutoff_hz)
+
+    def invented(self, wave: Tensor) -> Tensor:
+        """The band of ``wave`` above :attr:`cutoff_hz` (STFT bins below it zeroed)."""
+        spec = stft(wave, N_FFT, N_FFT // 4)
+        spec[..., : int(self.cutoff_hz * N_FFT / self.sample_rate) + 1, :] = 0
+        return istft(spec, wave.shape[-1], N_FFT, N_FFT // 4)
 
     def score(self, est: Tensor, ref: Tensor, y: Tensor) -> dict:
         """LSD and SI-SDR, and LSD-HF over the bins above the measurement's Nyquist frequency."""

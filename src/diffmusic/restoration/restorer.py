@@ -162,7 +162,9 @@ class Restorer:
                         length: int | None = None) -> Restoration:
         """Restore a measurement of any length window by window.
 
-        Window ``i`` is restored with seed ``seed + i`` by the operator's
+        With ``settings.similarity`` the operator first looks at the whole measurement
+        (:meth:`~diffmusic.operators.Operator.with_similarity`). Window ``i`` is restored with
+        seed ``seed + i`` by the operator's
         :meth:`~diffmusic.operators.Operator.for_window`; where the operator restores only
         some regions (inpainting gaps), windows sit around them and the rest of the output is
         ``y`` itself.
@@ -176,7 +178,9 @@ class Restorer:
         Returns:
             The restoration at the prior's rate, ``wave`` and ``raw`` ``(B, length)`` or
             ``(B, K, length)``, and a record with the first window's settings, the mean
-            losses, ``segment`` and ``overlap`` in samples, the gaps and one entry per window.
+            losses, ``segment`` and ``overlap`` in samples, the gaps, one entry per window and
+            ``similarity``: the operator's matches (inpainting: the passage copied into each
+            gap, its context score and gain) or ``None`` where the settings turn it off.
 
         Raises:
             ValueError: An operator at another rate, a bad measurement shape, or regions that
@@ -190,6 +194,8 @@ class Restorer:
         if length <= 0:
             raise ValueError("the recording holds no samples")
         segment, overlap = self.window_samples()
+        if self.settings.similarity:
+            operator, y = operator.with_similarity(y)
         regions = operator.regions()
         if regions is None:
             windows = plan_windows(length, segment, overlap, prior.latent_hop)
@@ -227,7 +233,9 @@ class Restorer:
         base = None if regions is None else fit_length(y, length)
         wave, raw = overlap_add(windows, restore_window, length, weights, base)
         gaps = [] if regions is None else operator.spec()["gaps"]
-        return Restoration(wave, raw, window_record(records, segment, overlap, gaps))
+        matches = operator.spec().get("matches") if self.settings.similarity else None
+        return Restoration(wave, raw, {**window_record(records, segment, overlap, gaps),
+                                       "similarity": matches})
 
     @staticmethod
     def _check_measurement(operator: Operator, y: Tensor) -> None:
@@ -277,6 +285,8 @@ class Restorer:
                              "audio; restore them with restore_windows")
         mid_side = channels == "mid-side" and wave.shape[0] == 2
         y = resample(to_mid_side(wave) if mid_side else wave, rate, operator.measurement_rate)
+        if self.settings.similarity:  # here, so that keep_original sees the matches
+            operator, y = operator.with_similarity(y)
         result = self.restore_windows(operator, y, length)
         restored = from_mid_side(result.wave) if mid_side else result.wave
         out_rate = out_rate or operator.output_rate(rate)

@@ -43,6 +43,9 @@ class Settings:
         negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
         level_db: Sample at this RMS level in dBFS and scale back (``None``: the input's own).
         project: Apply the operator's measurement-consistency projection.
+        similarity: Let the operator use what the rest of a long measurement repeats
+            (:meth:`~diffmusic.operators.Operator.with_similarity`; recordings and windowed
+            measurements only).
         vmc: Guide through the vocoder and mel (the Vocoder-Mel Constraint); ``False``: the
             decoder's mel alone (the paper's ablation; guided samplers only).
         clip_mode: What an output that would pass full scale gets
@@ -62,6 +65,7 @@ class Settings:
     negative_prompt: str | None = None
     level_db: float | None = LEVEL_DB
     project: bool = True
+    similarity: bool = True
     vmc: bool = True
     clip_mode: str = "rescale"
     tuned: TunedSource = None

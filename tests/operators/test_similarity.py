@@ -1,0 +1,111 @@
+"""Similarity-aware inpainting: the search, the copy, the operator's matches and its loss."""
+
+import torch
+
+from diffmusic.operators import Inpainting, from_spec
+from diffmusic.operators.inpainting import MIN_MATCH
+from diffmusic.operators.similarity import SEAM_SECONDS, Match, copy_passages, find_matches
+
+RATE = 16000
+
+
+def looped(seconds: float = 10.0, period: float = 2.5, seed: int = 0) -> torch.Tensor:
+    """A decaying noise pattern of ``period`` s repeated to ``seconds`` s, shape ``(1, N)``."""
+    g = torch.Generator().manual_seed(seed)
+    n = round(period * RATE)
+    pattern = torch.randn(n, generator=g) * torch.linspace(1, 0.1, n)
+    return pattern.repeat(round(seconds / period))[None]
+
+
+def test_search_finds_the_repeat_to_the_sample_and_its_level():
+    x = looped()
+    quiet = x.clone()
+    quiet[:, 5 * RATE:] *= 0.5  # the repeats after 5 s are 6 dB down
+    gaps = [(round(6.3 * RATE), round(6.8 * RATE))]
+    y = quiet.clone()
+    y[:, gaps[0][0]:gaps[0][1]] = 0
+    (match,) = find_matches(y, RATE, gaps)
+    assert round(match.source * RATE) % round(2.5 * RATE) == gaps[0][0] % round(2.5 * RATE)
+    assert match.source + 0.5 <= 6.3 or match.source >= 6.8
+    restored = copy_passages(y, RATE, [match])
+    torch.testing.assert_close(restored, quiet, atol=1e-5, rtol=0)
+
+
+def test_no_match_where_no_passage_of_the_gaps_length_is_intact():
+    y = looped(seconds=2.5)
+    gaps = [(round(0.5 * RATE), round(2.2 * RATE))]
+    assert find_matches(y, RATE, gaps) == [None]
+
+
+def test_operator_with_similarity_fills_gaps_and_round_trips():
+    x = looped()
+    op = Inpainting(RATE, x.shape[-1], gaps=[(3.0, 3.5), (8.0, 8.4)])
+    informed, y = op.with_similarity(op(x))
+    assert [m.score >= MIN_MATCH for m in informed.matches] == [True, True]
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(op.similarity_copy(op(x)), x, atol=1e-5, rtol=0)
+    assert from_spec(informed.spec()).spec() == informed.spec()
+    window = informed.for_window(2 * RATE, 4 * RATE)
+    assert window.spec()["matches"] == [
+        {**informed.matches[0].to_dict(), "start": 1.0, "end": 1.5, "source": 3.5}]
+    assert window.copied.sum() == 0.5 * RATE
+
+
+def test_unmatched_gaps_fall_back_to_context_copy():
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(1, 6 * RATE, generator=g)  # nothing repeats
+    op = Inpainting(RATE, noise.shape[-1], gaps=[(2.0, 3.0)])
+    informed, filled = op.with_similarity(op(noise))
+    (match,) = informed.matches
+    assert match.score < MIN_MATCH and informed.used == [] and torch.equal(filled, op(noise))
+    assert torch.equal(op.similarity_copy(op(noise)), op.context_copy(op(noise)))
+
+
+def test_copied_frames_pull_the_loss_towards_the_passage():
+    x = looped()
+    op = Inpainting(RATE, x.shape[-1], gaps=[(3.0, 3.5)])
+    informed, y = op.with_similarity(op(x))
+    other = x.clone()
+    other[:, 3 * RATE: round(3.5 * RATE)] = 0.3 * torch.randn(
+        1, RATE // 2, generator=torch.Generator().manual_seed(2))
+    # without matches the gap is free; with them, a wrong fill costs
+    assert float(op.loss(other, op(x))) < 1e-6
+    assert float(informed.loss(other, y)) > 100 * float(informed.loss(x, y)) + 1e-3
+
+
+def test_match_dicts_rebuild_matches():
+    match = Match(1.0, 1.5, 4.0, 0.93, 1.2)
+    assert Match(**match.to_dict()) == match
+
+
+def test_projection_keeps_the_passage_but_for_the_seams():
+    x = looped()
+    op = Inpainting(RATE, x.shape[-1], gaps=[(3.0, 3.5)])
+    informed, y = op.with_similarity(op(x))
+    fill = 0.01 * torch.ones_like(x)
+    out = informed.project(fill, y)
+    a, b, seam = 3 * RATE, round(3.5 * RATE), round(SEAM_SECONDS * RATE)
+    torch.testing.assert_close(out[:, a + seam: b - seam], x[:, a + seam: b - seam])
+    assert torch.allclose(out[:, a: a + 2], fill[:, :2], atol=1e-4)
+    assert torch.equal(op.project(fill, op(x))[:, a + seam: b - seam], fill[:, a + seam: b - seam])
+
+
+def test_a_recording_keeps_its_own_full_band_passage():
+    rate = 2 * RATE
+    g = torch.Generator().manual_seed(3)
+    n = round(2.5 * rate)
+    pattern = torch.randn(n, generator=g) * torch.linspace(1, 0.1, n)  # full band to 16 kHz
+    original = pattern.repeat(4)[None]
+    gap = (6.0, 6.5)
+    a, b = round(gap[0] * rate), round(gap[1] * rate)
+    original[:, a:b] = 0
+    op = Inpainting(RATE, 10 * RATE, gaps=[gap])
+    y = op(torch.nn.functional.avg_pool1d(original[None], 2)[0])  # any 16 kHz view
+    informed, _ = op.with_similarity(y)
+    restored = torch.zeros(1, 10 * RATE)
+    out = informed.keep_original(original, restored, rate, RATE, rate)
+    seam = round(SEAM_SECONDS * rate)
+    truth = pattern.repeat(4)[None]
+    torch.testing.assert_close(out[:, a + seam: b - seam], truth[:, a + seam: b - seam],
+                               atol=1e-5, rtol=0)
+    assert torch.equal(out[:, : a - 200], original[:, : a - 200])
