@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmusic.metrics import lsd, lsd_hf, si_sdr
+from diffmusic.metrics import lsd, lsd_hf, lsd_in, si_sdr
 
 RATE = 16000
 
@@ -97,3 +97,16 @@ def test_lsd_matches_a_librosa_reference() -> None:
             for s in (x, ref)]
     expected = np.sqrt(((spec[0] - spec[1]) ** 2).mean(0)).mean()
     assert float(lsd(x, ref)) == pytest.approx(expected, rel=1e-3)
+
+
+def test_lsd_in_counts_only_frames_centred_in_the_spans() -> None:
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(RATE, generator=g)
+    est = ref.clone()
+    est[8000:12000] *= 2  # doubled in [0.5, 0.75) s
+    inside = float(lsd_in(est, ref, [(8800, 11200)]))
+    assert inside == pytest.approx(math.log10(2), abs=1e-6)
+    assert float(lsd_in(est, ref, [(0, 4000)])) < 1e-9
+    assert float(lsd(est, ref)) < inside
+    with pytest.raises(ValueError, match="no frame"):
+        lsd_in(est, ref, [(5, 10)])

@@ -25,14 +25,20 @@ def _pair(x: ArrayLike, ref: ArrayLike) -> tuple[Tensor, Tensor]:
     return x, ref
 
 
-def _log_spectral_distance(x: ArrayLike, ref: ArrayLike, n_fft: int, hop: int,
-                           bins: slice = slice(None)) -> Tensor:
+def _frame_distances(x: ArrayLike, ref: ArrayLike, n_fft: int, hop: int,
+                     bins: slice = slice(None)) -> Tensor:
+    """Per-frame log-spectral distance (RMS over ``bins``), shape ``(..., frames)``."""
     x, ref = _pair(x, ref)
     diff = (torch.log10(stft(x, n_fft, hop).abs() + LSD_EPS)
             - torch.log10(stft(ref, n_fft, hop).abs() + LSD_EPS))[..., bins, :]
     if diff.shape[-2] == 0:
         raise ValueError("no frequency bins selected")
-    return diff.pow(2).mean(-2).sqrt().mean(-1)
+    return diff.pow(2).mean(-2).sqrt()
+
+
+def _log_spectral_distance(x: ArrayLike, ref: ArrayLike, n_fft: int, hop: int,
+                           bins: slice = slice(None)) -> Tensor:
+    return _frame_distances(x, ref, n_fft, hop, bins).mean(-1)
 
 
 def lsd(x: ArrayLike, ref: ArrayLike, n_fft: int = 1024, hop: int = 160) -> Tensor:
@@ -54,6 +60,34 @@ def lsd(x: ArrayLike, ref: ArrayLike, n_fft: int = 1024, hop: int = 160) -> Tens
         LSD per signal, shape ``(...)``, float64.
     """
     return _log_spectral_distance(x, ref, n_fft, hop)
+
+
+def lsd_in(x: ArrayLike, ref: ArrayLike, spans: list[tuple[int, int]], n_fft: int = 1024,
+           hop: int = 160) -> Tensor:
+    """:func:`lsd` over the frames whose centre lies inside one of ``spans`` only (inpainting's
+    gap LSD: the frames where content was invented).
+
+    Args:
+        x: Estimate, shape ``(..., N)``.
+        ref: Reference, same shape.
+        spans: ``(start, end)`` in samples, end exclusive.
+        n_fft: FFT and window size in samples.
+        hop: Hop between frames in samples (frame ``t`` is centred on sample ``t * hop``).
+
+    Returns:
+        Gap LSD per signal, shape ``(...)``, float64.
+
+    Raises:
+        ValueError: When no frame centre lies inside a span.
+    """
+    per_frame = _frame_distances(x, ref, n_fft, hop)
+    centres = torch.arange(per_frame.shape[-1]) * hop
+    inside = torch.zeros(per_frame.shape[-1], dtype=torch.bool)
+    for a, b in spans:
+        inside |= (centres >= a) & (centres < b)
+    if not inside.any():
+        raise ValueError("no frame is centred inside the spans")
+    return per_frame[..., inside].mean(-1)
 
 
 def lsd_hf(x: ArrayLike, ref: ArrayLike, cutoff_hz: float, sample_rate: int,

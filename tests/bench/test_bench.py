@@ -17,10 +17,10 @@ import soundfile as sf
 import torch
 
 from diffmusic.bench.datasets import audio_clips, stem_clips, window_start
-from diffmusic.bench.jobs import group, plan
+from diffmusic.bench.jobs import group, plan, split_task, task_methods, variant
 from diffmusic.bench.run import make_operator
 from diffmusic.bench.store import Store
-from diffmusic.bench.tables import write_tables
+from diffmusic.bench.tables import paired_differences, summarise, write_tables
 
 RATE = 16000
 CLIP = 1.28
@@ -105,6 +105,33 @@ def test_super_resolution_scores_lsd_above_the_low_rate_nyquist() -> None:
     op = make_operator("super_resolution", clip)
     row = op.score(op.baseline(op(ref[None]))[0], ref, op(ref[None])[0])
     assert row["lsd_hf"] > row["lsd"] > 0
+
+
+def test_task_variants_name_their_options_and_build_their_operators() -> None:
+    name = variant("inpainting", gap_length=0.25)
+    assert name == "inpainting[gap_length=0.25]"
+    assert split_task(name) == ("inpainting", {"gap_length": 0.25})
+    assert split_task("inpainting") == ("inpainting", {})
+    assert task_methods(name) == task_methods("inpainting")
+    clip = type("C", (), {"wave": _noise(1, N), "sources": ()})()
+    (gap,) = make_operator(name, clip).gaps
+    assert gap[1] - gap[0] == pytest.approx(0.25)
+    assert sum(gap) / 2 == pytest.approx(sum(make_operator("inpainting", clip).gaps[0]) / 2)
+    for bad in ("painting", "inpainting[factor=2]", "inpainting[gap_length=0.5"):
+        with pytest.raises(ValueError):
+            split_task(bad)
+
+
+def test_paired_differences_against_the_best_other_method(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.sqlite") as store:
+        for i, (ctx, dm) in enumerate([(0.5, 0.4), (0.6, 0.4), (0.7, 0.7)]):
+            for method, value in (("context_copy", ctx), ("zero_fill", 2.0), ("diffmusic", dm)):
+                store.add({"clip": f"c{i}", "task": "inpainting", "method": method, "seed": 0,
+                           "lsd": value, "settings": {}})
+        (pair,) = paired_differences(store, summarise(store), ["lsd"])
+    assert pair["rival"] == "context_copy" and pair["clips"] == 3 and pair["better"]
+    assert pair["difference"] == pytest.approx(-0.1)
+    assert pair["se"] == pytest.approx(float(np.std([-0.1, -0.2, 0.0], ddof=1) / np.sqrt(3)))
 
 
 def _bench(data: Path, out: Path, *options: str) -> subprocess.Popen:

@@ -56,10 +56,12 @@ def store_rows(store: Store, rows: list[dict], embedding: str | None) -> int:
     """Write one group's rows (each its own transaction); returns the number of new results."""
     new = 0
     for row in rows:
-        frames = row.pop("embedding", None)
         key = (row["clip"], row["task"], row["method"], row["seed"])
-        if frames is not None and embedding is not None:
-            store.add_embedding(key, embedding, frames)
+        names = {"embedding": embedding, "invented_embedding": f"{embedding}-invented"}
+        for field, name in names.items():
+            frames = row.pop(field, None)
+            if frames is not None and embedding is not None:
+                store.add_embedding(key, name, frames)
         if row["method"] != "reference":
             new += store.add(row)
     return new

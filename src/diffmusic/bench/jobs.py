@@ -29,9 +29,36 @@ class Job:
         return (self.clip, self.task, self.method, self.seed)
 
 
+def split_task(name: str) -> tuple[str, dict[str, float]]:
+    """A task name, or a variant ``task[option=value]`` (numeric task options, e.g.
+    ``inpainting[gap_length=0.5]``), as ``(task, options)``.
+
+    Raises:
+        ValueError: An unknown task or a malformed variant.
+    """
+    task, _, rest = name.partition("[")
+    if task not in OPERATORS or (rest and not rest.endswith("]")):
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    options = {}
+    for item in filter(None, rest[:-1].split(";")):
+        key, _, value = item.partition("=")
+        if key not in OPERATORS[task].options:
+            raise ValueError(f"{task} takes no option {key!r}")
+        number = float(value)
+        options[key] = int(number) if number.is_integer() and "." not in value else number
+    return task, options
+
+
+def variant(task: str, **options: float) -> str:
+    """The name :func:`split_task` reads back."""
+    inner = ";".join(f"{key}={value:g}" for key, value in options.items())
+    return f"{task}[{inner}]" if inner else task
+
+
 def task_methods(task: str) -> tuple[str, ...]:
-    """Every method of ``task``: its operator's baselines, then the diffusion methods."""
-    return OPERATORS[task].baseline_names + tuple(DIFFUSION_METHODS)
+    """Every method of ``task`` (or a variant): its operator's baselines, then the diffusion
+    methods."""
+    return OPERATORS[split_task(task)[0]].baseline_names + tuple(DIFFUSION_METHODS)
 
 
 def all_methods() -> list[str]:

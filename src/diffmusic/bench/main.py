@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from diffmusic.audio import AudioError
 from diffmusic.bench.execute import execute, tasks
-from diffmusic.bench.jobs import plan, task_methods
+from diffmusic.bench.jobs import plan, split_task, task_methods, variant
 from diffmusic.bench.options import BenchOptions, has_audio, load_clips
 from diffmusic.bench.run import RunConfig
 from diffmusic.bench.store import Store
@@ -20,9 +20,11 @@ from diffmusic.operators import TASKS
 
 def _resolve_tasks(opts: BenchOptions) -> list[str]:
     names = opts.tasks or list(TASKS)
-    unknown = sorted(set(names) - set(TASKS))
-    if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    for name in names:
+        split_task(name)
+    if opts.gap_lengths:
+        names = [v for n in names for v in ([variant(n, gap_length=g) for g in opts.gap_lengths]
+                                            if n == "inpainting" else [n])]
     if opts.tasks is None and opts.stems is None and has_audio(opts.data):
         names = [t for t in names if t != "source_separation"]
     if opts.methods:
@@ -80,6 +82,7 @@ def bench(opts: BenchOptions) -> dict:
         bar.close()
         if embedding is not None:
             update_fad(store, embedding)
+            update_fad(store, f"{embedding}-invented")
         lines = write_tables(store, opts.out, opts.command)
         total = len(store.done())
     grids = spectrogram_grids(opts.out / "audio", opts.out)

@@ -27,6 +27,7 @@ class BenchOptions:
     limit: int | None = None
     clip_seconds: float = CLIP_SAMPLES / SAMPLE_RATE
     offset: float = 30.0
+    gap_lengths: list[float] | None = None
     noise_snr: float | None = None
     embedding: str = "auto"
     workers: int = 1

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from diffmusic.bench.datasets import Clip
-from diffmusic.bench.jobs import DIFFUSION_METHODS, Job
+from diffmusic.bench.jobs import DIFFUSION_METHODS, Job, split_task
 from diffmusic.bench.memory import PeakMemory
 from diffmusic.metrics import LSD_EPS
 from diffmusic.names import SAMPLE_RATE
@@ -26,6 +26,9 @@ from diffmusic.restoration.tuned import TunedSource
 METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": LSD_EPS,
                            "log": "log10(|X|+eps)", "reduce": "rms over bins, mean over frames"},
                    "lsd_hf": "lsd over bins above the measurement Nyquist (super_resolution)",
+                   "lsd_gap": "lsd over the frames centred inside the gaps (inpainting)",
+                   "FAD-*-invented": "FAD of Operator.invented: the 3 s around the gaps "
+                                     "(inpainting), the band above the cutoff (super_resolution)",
                    "si_sdr": "mean over the non-silent stems for source_separation",
                    "silent_stem_db": SILENT_DB,
                    "si_sdri": "si_sdr(est) - si_sdr(mixture), source_separation only",
@@ -35,8 +38,11 @@ METRIC_SETTINGS = {"lsd": {"n_fft": 1024, "hop": 160, "window": "hann", "eps": L
 
 
 def make_operator(task: str, clip: Clip, noise_snr: float | None = None) -> Operator:
-    """The protocol's operator of ``task`` (DESIGN.md section 3) for ``clip``."""
-    options = {"sources": clip.sources} if clip.sources else {}
+    """The protocol's operator of ``task`` (DESIGN.md section 3), or of a variant
+    (:func:`~diffmusic.bench.jobs.split_task`), for ``clip``."""
+    task, options = split_task(task)
+    if clip.sources:
+        options["sources"] = clip.sources
     return OPERATORS[task].from_options(SAMPLE_RATE, clip.wave.shape[-1], noise_snr=noise_snr,
                                         **options)
 
@@ -88,9 +94,9 @@ class Runner:
             self._prior = cached_prior(self.config.prior, self.config.device, self.config.dtype)
         return self._prior
 
-    def embed(self, wave: Tensor) -> np.ndarray | None:
+    def embed(self, wave: Tensor | None) -> np.ndarray | None:
         """Frame embeddings of ``(N,)`` or ``(K, N)`` audio (stems pooled), or ``None``."""
-        if self.config.embedding is None:
+        if self.config.embedding is None or wave is None:
             return None
         if self._embedder is None:
             from diffmusic.fad import load_embedding
@@ -159,14 +165,16 @@ class Runner:
                    "seconds": seconds, "peak_mb": memory.peak_mb,
                    "extra": {"peak_delta_mb": memory.delta_mb},
                    "settings": {**settings, "projection": j.method != "diffmusic_raw"},
-                   **operator.score(est, ref, y), "embedding": self.embed(est)}
+                   **operator.score(est, ref, y), "embedding": self.embed(est),
+                   "invented_embedding": self.embed(operator.invented(est))}
             if "stems" in row:
                 row["extra"]["stems"] = row.pop("stems")
             rows.append(row)
             self.save_audio(j, est, y, operator, ref)
         if reference:
             rows.append({"clip": job.clip, "task": job.task, "method": "reference", "seed": 0,
-                         "embedding": self.embed(ref)})
+                         "embedding": self.embed(ref),
+                         "invented_embedding": self.embed(operator.invented(ref))})
         return rows
 
     def save_audio(self, job: Job, est: Tensor, y: Tensor, operator: Operator,

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-RESULT_COLUMNS = ("clip", "task", "method", "seed", "lsd", "lsd_hf", "si_sdr", "si_sdri", "sdr",
-                  "seconds", "peak_mb", "settings", "extra")
+RESULT_COLUMNS = ("clip", "task", "method", "seed", "lsd", "lsd_hf", "lsd_gap", "si_sdr", "si_sdri",
+                  "sdr", "seconds", "peak_mb", "settings", "extra")
 """Columns of ``results``; ``settings`` and ``extra`` are JSON texts."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     clip TEXT NOT NULL, task TEXT NOT NULL, method TEXT NOT NULL, seed INTEGER NOT NULL,
-    lsd REAL, lsd_hf REAL, si_sdr REAL, si_sdri REAL, sdr REAL,
+    lsd REAL, lsd_hf REAL, lsd_gap REAL, si_sdr REAL, si_sdri REAL, sdr REAL,
     seconds REAL, peak_mb REAL, settings TEXT NOT NULL, extra TEXT,
     created TEXT DEFAULT CURRENT_TIMESTAMP,
     UNIQUE (clip, task, method, seed)
@@ -55,6 +55,9 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        for column in sorted(set(RESULT_COLUMNS) - have):  # a store of an older version
+            self.db.execute(f"ALTER TABLE results ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         """Close the connection."""

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from diffmusic.bench.jobs import all_methods
+from diffmusic.bench.jobs import all_methods, split_task
 from diffmusic.bench.store import Store
 from diffmusic.operators import TASKS
 
-COLUMNS = (("lsd", "LSD ↓"), ("lsd_hf", "LSD-HF ↓"), ("si_sdr", "SI-SDR ↑"),
-           ("si_sdri", "SI-SDRi ↑"), ("sdr", "SDR ↑"), ("seconds", "s/clip"),
-           ("peak_mb", "peak MB"))
+DIFFERENCE_METHOD = "diffmusic"
+"""The method whose paired differences against the best other method the table reports."""
+
+COLUMNS = (("lsd", "LSD ↓"), ("lsd_hf", "LSD-HF ↓"), ("lsd_gap", "gap LSD ↓"),
+           ("si_sdr", "SI-SDR ↑"), ("si_sdri", "SI-SDRi ↑"), ("sdr", "SDR ↑"),
+           ("seconds", "s/clip"), ("peak_mb", "peak MB"))
 """Per-clip metrics averaged into the table: (column of ``results``, header)."""
-LOWER_IS_BETTER = {"lsd", "lsd_hf"}
+LOWER_IS_BETTER = {"lsd", "lsd_hf", "lsd_gap"}
 
 
 def update_fad(store: Store, embedding: str) -> None:
@@ -47,7 +50,7 @@ def summarise(store: Store) -> list[dict]:
     fad_names = sorted({m for _, _, m in fads})
     order = {m: i for i, m in enumerate(all_methods())}
     lines = []
-    for task in TASKS:
+    for task in table_tasks(rows):
         methods = sorted({r["method"] for r in rows if r["task"] == task},
                          key=lambda m: order.get(m, len(order)))
         for method in methods:
@@ -61,6 +64,47 @@ def summarise(store: Store) -> list[dict]:
                 line[name] = fads.get((task, method, name))
             lines.append(line)
     return lines
+
+
+def table_tasks(rows: list[dict]) -> list[str]:
+    """The tasks (and task variants) of ``rows``, in :data:`TASKS` order, variants by name."""
+    names = {r["task"] for r in rows}
+    return sorted(names, key=lambda n: (TASKS.index(split_task(n)[0]), n))
+
+
+def paired_differences(store: Store, lines: list[dict], cols: list[str]) -> list[dict]:
+    """Per task and quality metric, :data:`DIFFERENCE_METHOD` minus the best other method by
+    mean, paired by clip (seeds averaged): mean and standard error over the shared clips."""
+    rows = store.rows()
+    out = []
+    for task in table_tasks(rows):
+        for col in cols:
+            means = {ln["method"]: ln[col] for ln in lines
+                     if ln["task"] == task and ln[col] is not None}
+            others = {m: v for m, v in means.items()
+                      if m not in (DIFFERENCE_METHOD, f"{DIFFERENCE_METHOD}_raw")}
+            if DIFFERENCE_METHOD not in means or not others:
+                continue
+            lower = col in LOWER_IS_BETTER or col.startswith("FAD-")
+            rival = (min if lower else max)(others, key=others.get)
+            per_clip = {m: _per_clip(rows, task, m, col) for m in (DIFFERENCE_METHOD, rival)}
+            clips = sorted(set(per_clip[DIFFERENCE_METHOD]) & set(per_clip[rival]))
+            if not clips:
+                continue
+            diff = np.array([per_clip[DIFFERENCE_METHOD][c] - per_clip[rival][c] for c in clips])
+            se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+            out.append({"task": task, "metric": col, "rival": rival, "clips": len(clips),
+                        "difference": float(diff.mean()), "se": se,
+                        "better": bool(diff.mean() < 0) if lower else bool(diff.mean() > 0)})
+    return out
+
+
+def _per_clip(rows: list[dict], task: str, method: str, col: str) -> dict[str, float]:
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        if r["task"] == task and r["method"] == method and r[col] is not None:
+            values.setdefault(r["clip"], []).append(r[col])
+    return {clip: float(np.mean(v)) for clip, v in values.items()}
 
 
 def _split(rows: list[dict]) -> str:
@@ -89,6 +133,16 @@ def write_tables(store: Store, out: Path, command: str = "") -> list[dict]:
                  for c, _ in cols]
         md.append(f"| {ln['task']} | {ln['method']} | {ln['clips']} | " + " | ".join(cells)
                   + f" | {ln['split']} |")
+    quality = [c for c, _ in cols if c not in ("seconds", "peak_mb") and not c.startswith("FAD-")]
+    pairs = paired_differences(store, lines, quality)
+    if pairs:
+        md += ["", f"Paired differences, {DIFFERENCE_METHOD} minus the best other method of "
+                   "the row's task (mean over clips ± standard error):", "",
+               "| task | metric | best other | clips | difference | better |",
+               "| --- | --- | --- | ---: | ---: | --- |"]
+        md += [f"| {d['task']} | {d['metric']} | {d['rival']} | {d['clips']} | "
+               f"{d['difference']:+.3f}" + (f" ± {d['se']:.3f}" if d["se"] is not None else "")
+               + f" | {'yes' if d['better'] else 'no'} |" for d in pairs]
     head = [f"Command: `{command}`", ""] if command else []
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text("\n".join(head + md) + "\n")
@@ -103,7 +157,7 @@ def write_tables(store: Store, out: Path, command: str = "") -> list[dict]:
 def _best(lines: list[dict], cols: list[str]) -> dict[tuple[str, str], str]:
     """The best method per (task, metric column) among the quality metrics."""
     best: dict[tuple[str, str], str] = {}
-    for task in TASKS:
+    for task in {ln["task"] for ln in lines}:
         mine = [ln for ln in lines if ln["task"] == task]
         for col in cols:
             if col in ("seconds", "peak_mb"):

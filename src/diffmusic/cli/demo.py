@@ -35,7 +35,7 @@ TASK_TEXT = {
                          "mixture, conditioned on its name.",
     "dereverberation": "Convolved with a synthetic room response (RT60 0.5 s, seed 0).",
 }
-SCORE_NAMES = {"lsd": "LSD", "lsd_hf": "LSD-HF"}
+SCORE_NAMES = {"lsd": "LSD", "lsd_hf": "LSD-HF", "lsd_gap": "gap LSD"}
 """The operators' scores shown for one-source tasks, with their column names."""
 METRICS_TEXT = ("LSD: STFT n_fft 1024, hop 160, Hann, log10(|X| + 1e-10), RMS over frequency "
                 "bins, mean over frames; lower is better. SI-SDR: zero-mean, scale-invariant, "

@@ -47,6 +47,17 @@ def names_list(text: str) -> list[str]:
     return [n.strip() for n in text.replace(",", " ").split() if n.strip()]
 
 
+def seconds_list(text: str) -> list[float]:
+    """Comma-separated positive numbers of seconds."""
+    try:
+        values = [float(v) for v in names_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds like 0.1,0.5,1, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"gap lengths must be positive, got {text!r}")
+    return values
+
+
 def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``degrade``."""
     window = CLIP_SAMPLES / SAMPLE_RATE
@@ -177,6 +188,10 @@ def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentP
     p.add_argument("--clip-seconds", type=float, default=5.12, help="clip length (default 5.12)")
     p.add_argument("--offset", type=float, default=30.0,
                    help="clip start in s; centred when a track is shorter (default 30)")
+    p.add_argument("--gap-lengths", type=seconds_list, metavar="S,S,...",
+                   help="inpainting: one task variant per gap length in seconds, each gap "
+                        "centred where the paper's is (e.g. 0.1,0.25,0.5,1,2; default: the "
+                        "paper's gap)")
     p.add_argument("--noise-snr", type=float, help="measurement noise SNR in dB (default: none)")
     p.add_argument("--embedding", default="auto",
                    help="FAD embedding: auto (vggish if its weights are cached, else musicnn), "
