@@ -17,6 +17,8 @@ TASKS = ("inpainting", "super_resolution", "phase_retrieval", "source_separation
 has one operator per name)."""
 SAMPLER_NAMES = ("diffmusic", "dps", "dsg", "mpgd", "ddim")
 """The samplers (``diffmusic.samplers.SAMPLERS`` has one function per name)."""
+AUTO_SAMPLER = "auto"
+"""The sampler setting that takes the tuned file's choice for the task (else ``diffmusic``)."""
 STEMS = ("vocals", "drums", "bass", "other")
 """Default sources of separation: the MUSDB18 stems."""
 SUPER_RESOLUTION_FACTORS = (2, 4, 8)

@@ -192,7 +192,7 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     from diffmusic.bench.options import BenchOptions
     from diffmusic.restoration.tuned import load_tuned
 
-    monkeypatch.setattr(tune, "GRID", {"mpgd": (0.5, 2.0)})
+    monkeypatch.setattr(tune, "GRID", {"mpgd": (0.5, 2.0), "dps": (1.0,)})
     monkeypatch.setattr(tune, "GUIDANCE", {"source_separation": (3.0,)})
     monkeypatch.setattr(tune, "WARM_START", (0.5,))
     monkeypatch.setattr(tune, "ETA", (0.0, 1.0))
@@ -202,7 +202,8 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     bench(BenchOptions(data=tmp_path / "test", out=out, tune_data=tmp_path / "valid",
                        stems=_songs(tmp_path / "test_songs", 7),
                        tune_stems=_songs(tmp_path / "valid_songs", 8),
-                       tasks=["inpainting", "source_separation"], methods=["zero_fill", "mpgd"],
+                       tasks=["inpainting", "source_separation"],
+                       methods=["zero_fill", "mpgd", "dps"],
                        steps=2, clip_seconds=CLIP / 2, embedding="none", quiet=True))
     tuned = json.loads((out / "tuned.json").read_text())
     assert tuned["prior"] == "embedded"
@@ -225,6 +226,11 @@ def test_tune_picks_a_step_size_on_the_validation_split_only(
     assert by_start["1.0"] == tuned["scores"]["inpainting"]["mpgd"][str(gamma)]
     assert set(by_start) == {"1.0", "0.5"}
     assert inpainting.get("warm_start", 1.0) == float(min(by_start, key=by_start.get))
+    # the default sampler of each task is the one whose choices scored best
+    for task, pick in (("inpainting", min), ("source_separation", max)):
+        by_sampler = tuned["scores"][task]["default sampler"]
+        assert set(by_sampler) == {"mpgd", "dps"}
+        assert tuned["default_sampler"][task] == pick(by_sampler, key=by_sampler.get)
     sep_at = ", ".join(f"{k}={v}" for k, v in sep.items() if k not in ("warm_start", "eta"))
     assert set(tuned["scores"]["source_separation"][f"mpgd warm_start at {sep_at}"]) == {
         "1.0", "0.5"}

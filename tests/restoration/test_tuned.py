@@ -10,6 +10,7 @@ from torch import Tensor
 from diffmusic.operators import TASKS, Inpainting
 from diffmusic.priors import DEFAULT_PRIOR
 from diffmusic.restoration import Settings, restore
+from diffmusic.restoration.settings import SettingError
 from diffmusic.restoration.tuned import ENV_VAR, TUNED_DIR, load_tuned
 from diffmusic.samplers import RHO
 
@@ -60,6 +61,26 @@ def test_restore_takes_the_guidance_scale_from_the_tuned_file(tiny, tmp_path):
     assert scale == 2.5 and sampler_settings["rho"] == 0.2  # not passed on to the sampler
     assert settings(guidance_scale=1.0)[0] == 1.0  # an explicit scale wins
     assert settings(tuned=False)[0] == 1.0
+
+
+def test_auto_takes_the_tuned_sampler_of_the_task(tiny, tmp_path):
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"prior": "tiny", "default_sampler": {"inpainting": "dps"},
+                                "per_task": {"inpainting": {"dps": {"zeta": 0.3}}}}))
+    op = Inpainting(RATE, N, [(0.5, 0.7)])
+    y = op(music_like(2, N)[None])
+
+    def record(**kwargs) -> dict:
+        return restore(tiny, op, y, Settings(steps=2, **{"tuned": path, **kwargs})).record
+
+    auto = record()
+    assert (auto["sampler"], auto["sampler_choice"], auto["settings"]["zeta"]) == (
+        "dps", "auto", 0.3)
+    assert record(step=0.5)["settings"]["zeta"] == 0.5  # the step of the chosen sampler
+    assert record(sampler="dsg")["sampler"] == "dsg"  # an explicit sampler wins
+    assert record(tuned=False)["sampler"] == "diffmusic"  # nothing chosen: diffmusic
+    with pytest.raises(SettingError, match="^gamma"):
+        record(gamma=3.0)  # the plain step of diffmusic, but auto chose dps
 
 
 def test_a_file_tuned_for_another_prior_is_refused(tiny, tmp_path):
@@ -120,7 +141,7 @@ def test_step_is_each_samplers_own_step_size_keyword(sampler: str, keyword: str)
 
 
 def test_the_paper_plain_step_and_the_normalised_one_both_reach_diffmusic() -> None:
-    settings = Settings(step=0.2, gamma=7.0)
+    settings = Settings(sampler="diffmusic", step=0.2, gamma=7.0)
     assert settings.explicit() == {"rho": 0.2, "gamma": 7.0}
     with pytest.raises(ValueError, match="^gamma "):
         Settings(sampler="mpgd", gamma=7.0)

@@ -1,7 +1,8 @@
 """``diffmusic bench --tune``: pick each guided sampler's step size on a validation split.
 
 For every task and guided sampler, every value of :data:`GRID` restores the validation clips;
-the value with the best mean of the task's metric (:data:`METRIC`) wins. The choice is written
+the value with the best mean of the task's metric (:data:`METRIC`) wins. Then the sampler
+whose choices score best becomes the task's default (``--sampler auto``). The choice is written
 to ``RESULTS/tuned.json`` in the format of :mod:`diffmusic.restoration.tuned`, which the
 benchmark (and, named by ``$DIFFMUSIC_TUNED`` or copied to ``diffmusic/assets/tuned/PRIOR.json``,
 every restoration) reads as the samplers' defaults; every result row records its ``split``. The
@@ -141,6 +142,22 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
         tuned["metric"][task] = metric
         tuned["per_task"].setdefault(task, {})[sampler] = choice
         _save(partial, tuned)
+    choose_sampler(task, runner, clips(), tuned)
+    _save(partial, tuned)
+
+
+def choose_sampler(task: str, runner: Runner, clips: list, tuned: dict) -> str:
+    """The sampler whose tuned settings (``tuned["per_task"][task]``) score best on ``clips``:
+    ``auto``'s choice, stored in ``tuned["default_sampler"][task]``; its scores in
+    ``tuned["scores"][task]["default sampler"]`` (samplers scored there before are reused)."""
+    means = tuned["scores"].setdefault(task, {}).setdefault("default sampler", {})
+    for sampler, choice in tuned["per_task"][task].items():
+        if sampler not in means:
+            means[sampler] = mean_score(runner, task, sampler, choice, clips)
+    sign = METRIC.get(task, ("lsd", 1))[1]
+    best = min(tuned["per_task"][task], key=lambda name: sign * means[name])
+    tuned.setdefault("default_sampler", {})[task] = best
+    return best
 
 
 def tune(opts: BenchOptions, config: RunConfig) -> Path:

@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         section, metrics[task] = report(task_run)
         sections.append(section)
         record = task_run.result.record
-        used[task] = {"guidance_scale": record["guidance_scale"], **record["settings"]}
+        used[task] = {"sampler": record["sampler"], "guidance_scale": record["guidance_scale"],
+                      **record["settings"]}
     seconds = time.perf_counter() - start
     summary = {"diffmusic_version": package_version(), "prior": prior.name, "clip": origin,
                "sampler": settings.sampler, "steps": settings.steps, "seed": settings.seed,
@@ -171,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
                "metrics_settings": METRICS_TEXT, "metrics": metrics}
     write_json(out / "metrics.json", summary)
     intro = (f"Clip: {origin}, {CLIP_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz. Prior: "
-             f"{prior.name}; sampler DiffMusic with {settings.steps} steps, seed "
+             f"{prior.name}; sampler {settings.sampler} ("
+             + ", ".join(f"{task}: {u['sampler']}" for task, u in used.items())
+             + f") with {settings.steps} steps, seed "
              f"{settings.seed}, measurement-consistency projection on. {METRICS_TEXT}")
     if prior.name == "tiny":
         intro += (" The tiny prior has random weights: this page shows that every task runs "

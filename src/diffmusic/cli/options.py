@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
 from diffmusic.names import (
+    AUTO_SAMPLER,
     DEVICES,
     DTYPES,
     LEVEL_DB,
@@ -151,8 +152,9 @@ def add_device_options(parser: argparse._ActionsContainer) -> None:
 def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
     """``--prior``, ``--steps``, ``--seed`` and the sampler settings of ``restore``."""
     group = parser.add_argument_group("sampling options")
-    group.add_argument("--sampler", choices=SAMPLER_NAMES, default="diffmusic",
-                       help="posterior sampler (default diffmusic)")
+    group.add_argument("--sampler", choices=(AUTO_SAMPLER, *SAMPLER_NAMES), default=AUTO_SAMPLER,
+                       help="posterior sampler (default auto: the one tuned best for the task "
+                            "on the prior's validation split, else diffmusic)")
     add_run_options(group, steps, "diffusion prior name or folder (default: the package default)")
     group.add_argument("--prompt", action="append", metavar="TEXT|SOURCE=TEXT|FILE.json",
                        help="text prompt (class name for the embedded prior): once for all "

@@ -207,6 +207,7 @@ class Restorer:
             windows = plan_gap_windows(length, segment, spans, overlap, prior.latent_hop)
             margin = operator.region_margin() if self.settings.project else segment
             weights = region_weights([margin, segment])
+        sampler = self.settings.resolve(prior.name, operator.task).sampler
         # windows of one length share an operator, except those around regions (their gaps)
         window_operator = functools.lru_cache(maxsize=1)(operator.for_window)
 
@@ -218,7 +219,7 @@ class Restorer:
 
         def restore_window(window: Window) -> Tensor:
             piece = operator.slice_measurement(y, window.start, window.length)
-            label = f"{operator.task} ({self.settings.sampler})"
+            label = f"{operator.task} ({sampler})"
             if len(windows) > 1:
                 label += f" window {len(records) + 1}/{len(windows)}"
             began = time.perf_counter()

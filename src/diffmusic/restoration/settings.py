@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from diffmusic.names import CLIP_MODES, LEVEL_DB, SAMPLER_NAMES, STEP_SIZE
+from diffmusic.names import AUTO_SAMPLER, CLIP_MODES, LEVEL_DB, SAMPLER_NAMES, STEP_SIZE
 from diffmusic.restoration.tuned import Tuned, TunedSource, load_tuned
 
 Prompts = str | Sequence[str | None] | None
@@ -29,7 +29,8 @@ class Settings:
     own default.
 
     Attributes:
-        sampler: One of :data:`diffmusic.names.SAMPLER_NAMES`.
+        sampler: One of :data:`diffmusic.names.SAMPLER_NAMES`, or ``auto``: the tuned file's
+            choice for the task (:meth:`resolve`).
         steps: Sampling steps (at least 2).
         seed: Seed of the sampler's generator (window ``i`` of a recording uses ``seed + i``).
         step: The guidance step size of the sampler (:data:`diffmusic.names.STEP_SIZE`).
@@ -53,7 +54,7 @@ class Settings:
         tuned: Where the tuned defaults come from (:func:`diffmusic.restoration.tuned.load_tuned`).
     """
 
-    sampler: str = "diffmusic"
+    sampler: str = AUTO_SAMPLER
     steps: int = 50
     seed: int = 0
     step: float | None = None
@@ -71,13 +72,15 @@ class Settings:
     tuned: TunedSource = None
 
     def __post_init__(self) -> None:
+        auto = self.sampler == AUTO_SAMPLER  # checked again once resolved
         checks = {
-            "sampler": (self.sampler in SAMPLER_NAMES,
-                        f"must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}"),
+            "sampler": (auto or self.sampler in SAMPLER_NAMES,
+                        f"must be {AUTO_SAMPLER} or one of {', '.join(SAMPLER_NAMES)}, got "
+                        f"{self.sampler!r}"),
             "steps": (self.steps >= 2, f"must be at least 2, got {self.steps}"),
-            "step": (self.step is None or self.sampler in STEP_SIZE,
+            "step": (self.step is None or auto or self.sampler in STEP_SIZE,
                      f"does not apply: the {self.sampler} sampler takes no guidance step size"),
-            "gamma": (self.gamma is None or self.sampler == "diffmusic",
+            "gamma": (self.gamma is None or auto or self.sampler == "diffmusic",
                       f"is the diffmusic sampler's plain step; {self.sampler} takes step"),
             "eta": (self.eta is None or 0 <= self.eta <= 1,
                     f"must be between 0 and 1, got {self.eta}"),
@@ -85,7 +88,7 @@ class Settings:
                            f"must be in (0, 1], got {self.warm_start}"),
             "guidance_scale": (self.guidance_scale is None or math.isfinite(self.guidance_scale),
                                f"must be finite, got {self.guidance_scale}"),
-            "vmc": (self.vmc or self.sampler in STEP_SIZE,
+            "vmc": (self.vmc or auto or self.sampler in STEP_SIZE,
                     f"applies to the guided samplers, not {self.sampler}"),
             "clip_mode": (self.clip_mode in CLIP_MODES,
                           f"must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}"),
@@ -106,12 +109,19 @@ class Settings:
         return out if self.vmc else {**out, "vmc": False}
 
     def resolve(self, prior: str, task: str) -> Resolved:
-        """The tuned values of ``prior`` and ``task`` with the explicit ones on top."""
+        """The sampler (``auto``: the tuned choice for ``task``) and the tuned values of
+        ``prior`` and ``task`` with the explicit ones on top.
+
+        Raises:
+            SettingError: A setting the chosen sampler does not take.
+        """
         tuned = load_tuned(prior, self.tuned)
+        if self.sampler == AUTO_SAMPLER:
+            return self.replace(sampler=tuned.sampler(task)).resolve(prior, task)
         kwargs = {**tuned.kwargs(task, self.sampler), **self.explicit()}
         guidance_scale = kwargs.pop("guidance_scale", 1.0)
         warm_start = kwargs.pop("warm_start", 1.0)
-        return Resolved(kwargs, guidance_scale, warm_start, tuned)
+        return Resolved(self.sampler, kwargs, guidance_scale, warm_start, tuned)
 
     @classmethod
     def from_keywords(cls, sampler: str, keywords: dict, **fields: object) -> Settings:
@@ -128,12 +138,14 @@ class Resolved:
     """Settings of one task, ready for a sampler.
 
     Attributes:
+        sampler: The sampler's name.
         kwargs: The sampler's keyword arguments.
         guidance_scale: Classifier-free guidance scale.
         warm_start: Fraction of the schedule to run.
         tuned: The tuned defaults that were read.
     """
 
+    sampler: str
     kwargs: dict
     guidance_scale: float
     warm_start: float

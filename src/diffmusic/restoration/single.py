@@ -113,7 +113,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
     gain = 10 ** (gain_db / 20)
     y_in = y_ac * _per_item(gain, y_ac)
     start = warm_start_from_baseline(prior, operator, y_in, resolved.warm_start)
-    sample = SAMPLERS[settings.sampler](prior, operator, y_in, steps=settings.steps,
+    sample = SAMPLERS[resolved.sampler](prior, operator, y_in, steps=settings.steps,
                                         generator=generator, cond=cond, callback=callback,
                                         start=start, **resolved.kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave) + offset
@@ -121,7 +121,8 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
         wave = operator.project(raw, y) if settings.project else raw
         raw_loss = operator.loss(raw, y)
         final_loss = operator.loss(wave, y) if settings.project else raw_loss
-    record = {**sample.record.to_dict(), "prior": prior.describe(), "operator": operator.spec(),
+    record = {**sample.record.to_dict(), "sampler_choice": settings.sampler,
+              "prior": prior.describe(), "operator": operator.spec(),
               "prompts": settings.prompts, "guidance_scale": resolved.guidance_scale,
               "negative_prompt": settings.negative_prompt, "projection": settings.project,
               "tuned_defaults": resolved.tuned.describe(),

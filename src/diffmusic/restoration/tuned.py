@@ -3,7 +3,8 @@
 A tuned file is JSON written by :func:`diffmusic.bench.tune.tune`::
 
     {"prior": "embedded", "split": "data/music/valid", "metric": "lsd", "steps": 25,
-     "per_task": {"inpainting": {"diffmusic": {"gamma": 30000.0}, ...}, ...}, "scores": {...}}
+     "per_task": {"inpainting": {"diffmusic": {"gamma": 30000.0}, ...}, ...},
+     "default_sampler": {"inpainting": "diffmusic", ...}, "scores": {...}}
 
 :meth:`diffmusic.restoration.Settings.resolve` looks its sampler's keyword arguments up in the
 file named by the environment variable ``DIFFMUSIC_TUNED``, else in the file shipped for the
@@ -38,12 +39,18 @@ class Tuned:
         prior: The prior they were tuned for.
         split: The data they were tuned on (never the benchmark's own clips).
         per_task: ``{task: {sampler: {keyword: value}}}``.
+        default_sampler: ``{task: sampler}``: the sampler that scored best on the split.
     """
 
     file: str | None = None
     prior: str | None = None
     split: str | None = None
     per_task: dict[str, dict[str, dict]] = field(default_factory=dict)
+    default_sampler: dict[str, str] = field(default_factory=dict)
+
+    def sampler(self, task: str) -> str:
+        """The sampler chosen for ``task`` (``diffmusic`` where none was chosen)."""
+        return self.default_sampler.get(task, "diffmusic")
 
     def kwargs(self, task: str, sampler: str) -> dict:
         """Sampler keyword arguments for ``task`` (empty when not tuned)."""
@@ -71,7 +78,8 @@ def _read_tuned(path: str, mtime_ns: int) -> Tuned:
         per_task = data["per_task"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a tuned-defaults file ({error})") from None
-    return Tuned(str(path), data.get("prior"), data.get("split"), per_task)
+    return Tuned(str(path), data.get("prior"), data.get("split"), per_task,
+                 data.get("default_sampler", {}))
 
 
 def load_tuned(prior: str, source: TunedSource = None) -> Tuned:
