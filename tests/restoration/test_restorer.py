@@ -18,6 +18,7 @@ from diffmusic.operators import (
     PhaseRetrieval,
     SuperResolution,
 )
+from diffmusic.operators.inpainting import MIN_MATCH
 from diffmusic.priors import Prior, load_prior
 from diffmusic.restoration import Restorer, Settings, restore
 
@@ -67,7 +68,7 @@ def test_similarity_gives_each_window_the_repeat_of_its_gap(tiny: Prior) -> None
         (window,) = record["windows"]
         if similarity:
             (match,) = record["similarity"]
-            assert match["score"] >= 0.8 and abs(match["gain"] - 1) < 0.01
+            assert match["score"] >= MIN_MATCH and abs(match["gain"] - 1) < 0.01
             assert round((match["source"] - gap[0]) * rate) % round(2.5 * rate) == 0
             offset = window["start"] / rate
             assert window["operator"]["matches"] == [{

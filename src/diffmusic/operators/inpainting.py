@@ -23,7 +23,7 @@ EXCERPT_SECONDS = 3.0
 patch)."""
 PAPER_SECONDS = CLIP_SAMPLES / SAMPLE_RATE
 """Length of the paper's clips (5.12 s), in which its gap is :data:`DEFAULT_GAP`."""
-MIN_MATCH = 0.8
+MIN_MATCH = 0.87
 """Least context similarity (:attr:`Match.score`) for which a gap takes a copied passage."""
 MATCH_WEIGHT = 0.5
 """Weight of a copied passage's log-mel frame in the loss (a measured frame weighs 1)."""
