@@ -170,7 +170,7 @@ class Runner:
             if "stems" in row:
                 row["extra"]["stems"] = row.pop("stems")
             rows.append(row)
-            self.save_audio(j, est, y, operator, ref)
+            self.save_audio(j, est, y, operator, ref, shared=reference)
         if reference:
             rows.append({"clip": job.clip, "task": job.task, "method": "reference", "seed": 0,
                          "embedding": self.embed(ref),
@@ -178,8 +178,10 @@ class Runner:
         return rows
 
     def save_audio(self, job: Job, est: Tensor, y: Tensor, operator: Operator,
-                   ref: Tensor) -> None:
-        """Save the grid clip's outputs (seed 0; the loudest stem) for the spectrogram grids."""
+                   ref: Tensor, shared: bool) -> None:
+        """Save the grid clip's outputs (seed 0; the loudest stem) for the spectrogram grids;
+        the reference and the degraded input only when ``shared`` (the one group of the clip
+        and task that also embeds the reference: parallel workers never write one file twice)."""
         cfg = self.config
         if cfg.audio_dir is None or cfg.grid_clips.get(job.task) != job.clip or job.seed:
             return
@@ -189,9 +191,10 @@ class Runner:
         ref, est = ref.reshape(-1, ref.shape[-1]), est.reshape(-1, est.shape[-1])
         k = int(ref.pow(2).sum(-1).argmax())  # separation: the loudest stem
         save_audio(folder / f"{job.method}.wav", est[k: k + 1], SAMPLE_RATE)
-        if not (folder / "reference.wav").exists():
-            save_audio(folder / "reference.wav", ref[k: k + 1], SAMPLE_RATE)
-            name = operator.sources[k] if operator.sources else None
-            (folder / "clip.txt").write_text(job.clip + (f", stem {name}" if name else ""))
-        if operator.measurement_kind == "audio" and not (folder / "degraded.wav").exists():
+        if not shared:
+            return
+        save_audio(folder / "reference.wav", ref[k: k + 1], SAMPLE_RATE)
+        name = operator.sources[k] if operator.sources else None
+        (folder / "clip.txt").write_text(job.clip + (f", stem {name}" if name else ""))
+        if operator.measurement_kind == "audio":
             save_audio(folder / "degraded.wav", y.reshape(1, -1), operator.measurement_rate)

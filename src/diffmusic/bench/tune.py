@@ -141,21 +141,17 @@ def _tune_task(task: str, samplers: list[str], runner: Runner, clips: Callable[[
             choice = with_choice(choice, key, value, neutral)
         tuned["metric"][task] = metric
         tuned["per_task"].setdefault(task, {})[sampler] = choice
+        scores.setdefault("default sampler", {})[sampler] = score
         _save(partial, tuned)
-    choose_sampler(task, runner, clips(), tuned)
-    _save(partial, tuned)
+    choose_sampler(task, tuned)
 
 
-def choose_sampler(task: str, runner: Runner, clips: list, tuned: dict) -> str:
-    """The sampler whose tuned settings (``tuned["per_task"][task]``) score best on ``clips``:
-    ``auto``'s choice, stored in ``tuned["default_sampler"][task]``; its scores in
-    ``tuned["scores"][task]["default sampler"]`` (samplers scored there before are reused)."""
-    means = tuned["scores"].setdefault(task, {}).setdefault("default sampler", {})
-    for sampler, choice in tuned["per_task"][task].items():
-        if sampler not in means:
-            means[sampler] = mean_score(runner, task, sampler, choice, clips)
+def choose_sampler(task: str, tuned: dict) -> str:
+    """The sampler whose score at its tuned settings (``tuned["scores"][task]["default
+    sampler"]``) is best: ``auto``'s choice, stored in ``tuned["default_sampler"][task]``."""
+    means = tuned["scores"][task]["default sampler"]
     sign = METRIC.get(task, ("lsd", 1))[1]
-    best = min(tuned["per_task"][task], key=lambda name: sign * means[name])
+    best = min([s for s in tuned["per_task"][task] if s in means], key=lambda s: sign * means[s])
     tuned.setdefault("default_sampler", {})[task] = best
     return best
 
