@@ -75,7 +75,22 @@ def test_similarity_gives_each_window_the_repeat_of_its_gap(tiny: Prior) -> None
                 **match, "start": round(gap[0] - offset, 4), "end": round(gap[1] - offset, 4),
                 "source": round(match["source"] - offset, 4)}]
         else:
-            assert record["similarity"] is None and window["operator"]["matches"] == []
+            assert record["similarity"] is None and window["operator"]["matches"] is None
+
+
+def test_a_recording_is_searched_once_even_when_nothing_matches(
+        tiny: Prior, monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffmusic.operators.inpainting as inpainting
+
+    calls = []
+    search = inpainting.find_matches
+    monkeypatch.setattr(inpainting, "find_matches",
+                        lambda *args: calls.append(1) or search(*args))
+    # 3 s with a 1 s gap: no passage with 1 s of context on each side fits elsewhere
+    noise = 0.1 * torch.randn(1, 3 * 16000, generator=torch.Generator().manual_seed(4))
+    record = Restorer(tiny, Settings(steps=2), segment=1.28, overlap=0.1).restore_recording(
+        functools.partial(Inpainting, gaps=[(1.0, 2.0)]), noise, 16000).record
+    assert len(calls) == 1 and record["similarity"] == []
 
 
 def test_library_refuses_bad_settings_with_value_errors(tiny: Prior) -> None:

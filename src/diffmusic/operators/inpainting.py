@@ -68,7 +68,8 @@ class Inpainting(Operator):
         crossfade: Length in seconds of the raised-cosine crossfade :meth:`project` uses on the
             known side of each gap edge.
         matches: The best passage for each gap (:meth:`with_similarity`), as :class:`Match` or
-            its dict; those that score at least :data:`MIN_MATCH` are :attr:`used`. The
+            its dict (``None``: not searched yet); those that score at least :data:`MIN_MATCH`
+            are :attr:`used`. The
             measurement then holds these in their gaps: the ``logmel`` loss compares
             the restoration's frames there with weight :data:`MATCH_WEIGHT`, and
             :meth:`project` keeps the passage but for the seams at the gap's edges
@@ -83,7 +84,7 @@ class Inpainting(Operator):
 
     def __init__(self, sample_rate: int, num_samples: int,
                  gaps: Sequence[Gap] = (DEFAULT_GAP,), mask_type: MaskType = "box",
-                 crossfade: float = 0.005, matches: Sequence[Match | dict] = (),
+                 crossfade: float = 0.005, matches: Sequence[Match | dict] | None = None,
                  **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         duration = num_samples / sample_rate
@@ -100,12 +101,10 @@ class Inpainting(Operator):
         for start, end in self.gaps:
             mask[round(start * sample_rate): round(end * sample_rate)] = 0
         self.register_buffer("mask", mask, persistent=False)
-        self.matches = [m if isinstance(m, Match) else Match(**m) for m in matches]
-        self.used = [m for m in self.matches if m.score >= MIN_MATCH]
-        copied = torch.zeros(num_samples)
-        for m in self.used:
-            copied[round(m.start * sample_rate): round(m.end * sample_rate)] = 1
-        self.register_buffer("copied", copied * (1 - mask), persistent=False)
+        self.matches = None if matches is None else [
+            m if isinstance(m, Match) else Match(**m) for m in matches]
+        self.used = [m for m in self.matches or () if m.score >= MIN_MATCH]
+        # the passages' share of each sample: above 0 exactly in the gaps that hold one
         self.register_buffer("passage", passage_weights(self.used, sample_rate, num_samples)
                              * (1 - mask), persistent=False)
 
@@ -155,9 +154,10 @@ class Inpainting(Operator):
         spans = [(max(a, start), min(b, end)) for a, b in self.regions()]
         gaps = [((a - start) / rate, (b - start) / rate) for a, b in spans if a < b]
         offset, stop = start / rate, end / rate
-        matches = [replace(m, start=max(m.start, offset) - offset, end=min(m.end, stop) - offset,
-                           source=m.source - offset)
-                   for m in self.matches if m.start < stop and m.end > offset]
+        matches = None if self.matches is None else [
+            replace(m, start=max(m.start, offset) - offset, end=min(m.end, stop) - offset,
+                    source=m.source - offset)
+            for m in self.matches if m.start < stop and m.end > offset]
         return {**super()._window_args(start, length), "gaps": gaps, "matches": matches}
 
     def with_similarity(self, y: Tensor) -> tuple[Inpainting, Tensor]:
@@ -167,9 +167,10 @@ class Inpainting(Operator):
         Returns:
             This operator with those :attr:`matches`, and ``y`` (cut or zero-padded to the
             operator's length) with the :attr:`used` passages, level-matched, in their gaps and
-            zeros in the other gaps. An operator that holds matches returns itself and ``y``.
+            zeros in the other gaps. An operator that was searched already returns itself and
+            ``y``.
         """
-        if self.matches:
+        if self.matches is not None:
             return self, y
         y = fit_length(y, self.num_samples)
         found = find_matches(y, self.sample_rate, self.regions())
@@ -207,7 +208,7 @@ class Inpainting(Operator):
         any_lost = F.max_pool1d(lost, mel.n_fft, mel.hop_length)[0, 0]
         frames = mel.frames(self.num_samples)
         centres = torch.arange(frames) * mel.hop_length + mel.hop_length // 2
-        copied = MATCH_WEIGHT * self.copied[centres.clamp(max=self.num_samples - 1)]
+        copied = MATCH_WEIGHT * (self.passage > 0)[centres.clamp(max=self.num_samples - 1)]
         return ((1 - any_lost)[:frames] + copied)[:, None]
 
     def feature_weight(self, y: Tensor) -> Tensor:
@@ -282,11 +283,12 @@ class Inpainting(Operator):
         searched in ``y`` unless this operator holds its matches), :meth:`context_copy` where no
         passage matches well."""
         operator, y = self.with_similarity(y)
-        return torch.where(operator.copied > 0, y, self.context_copy(y * self.mask.to(y.dtype)))
+        return torch.where(operator.passage > 0, y, self.context_copy(y * self.mask.to(y.dtype)))
 
     def _spec_args(self) -> dict:
         return {"gaps": [list(g) for g in self.gaps], "mask_type": self.mask_type,
-                "crossfade": self.crossfade, "matches": [m.to_dict() for m in self.matches]}
+                "crossfade": self.crossfade,
+                "matches": None if self.matches is None else [m.to_dict() for m in self.matches]}
 
 
 def _keep_weights(length: int, spans: Sequence[Span], ramp_len: int) -> Tensor:

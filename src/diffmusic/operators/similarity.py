@@ -75,11 +75,13 @@ def lost_frames(spans: Sequence[Span], frames: int, hop: int) -> Tensor:
     return lost
 
 
-def best_offset(features: Tensor, lost: Tensor, gap: Span, context: int) -> tuple[int, float]:
+def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
+                context: int) -> tuple[int, float]:
     """The frame shift of the passage whose context best matches the gap's, and its score.
 
     Args:
-        features: ``(T, D)`` frames of :func:`context_features`.
+        usable: ``(T, D)`` frames of :func:`context_features`, zero where ``lost``.
+        energy: ``(T,)`` squared norm of each frame of ``usable``.
         lost: ``(T,)`` frames that hold no usable audio (in or next to any gap).
         gap: The gap in frames ``[a, b)``.
         context: Context frames on each side.
@@ -88,19 +90,18 @@ def best_offset(features: Tensor, lost: Tensor, gap: Span, context: int) -> tupl
         ``(shift, score)``: the passage starts ``shift`` frames from the gap (``0`` and
         ``-inf`` when no place qualifies).
     """
-    (a, b), total = gap, features.shape[0]
-    usable = features * (~lost)[:, None]
-    kernel = torch.zeros(context + (b - a) + context, features.shape[1])
+    (a, b), total = gap, usable.shape[0]
+    kernel = torch.zeros(context + (b - a) + context, usable.shape[1])
     support = torch.zeros(kernel.shape[0])
     for i in [*range(context), *range(context + b - a, kernel.shape[0])]:
         t = a - context + i
         if 0 <= t < total and not lost[t]:
-            kernel[i], support[i] = features[t], 1.0
+            kernel[i], support[i] = usable[t], 1.0
     if kernel.shape[0] > total or support.sum() == 0:
         return 0, float("-inf")
     num = F.conv1d(usable.T[None], kernel.T[None])[0, 0]
-    energy = F.conv1d(usable.pow(2).sum(-1)[None, None], support[None, None])[0, 0]
-    score = num / (kernel.norm() * energy.sqrt()).clamp_min(1e-8)
+    around = F.conv1d(energy[None, None], support[None, None])[0, 0]
+    score = num / (kernel.norm() * around.sqrt()).clamp_min(1e-8)
     # the passage itself must be whole: no lost frame among its own
     blocked = F.conv1d(lost.float()[None, None], torch.ones(1, 1, b - a))[0, 0]
     score[blocked[context: context + score.shape[0]] > 0] = float("-inf")
@@ -149,11 +150,13 @@ def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match | 
     wave = wave.reshape(-1, wave.shape[-1]).float()
     features, hop = context_features(wave, rate)
     lost = lost_frames(gaps, features.shape[0], hop)
+    usable = features * (~lost)[:, None]
+    energy = usable.pow(2).sum(-1)
     context = max(1, round(CONTEXT_SECONDS * rate / hop))
     edge = round(ALIGN_SECONDS * rate)
     matches: list[Match | None] = []
     for a, b in gaps:
-        shift, score = best_offset(features, lost, (a // hop, -(-b // hop)), context)
+        shift, score = best_offset(usable, energy, lost, (a // hop, -(-b // hop)), context)
         if score == float("-inf"):
             matches.append(None)
             continue

@@ -180,7 +180,7 @@ class Restorer:
             ``(B, K, length)``, and a record with the first window's settings, the mean
             losses, ``segment`` and ``overlap`` in samples, the gaps, one entry per window and
             ``similarity``: the operator's matches (inpainting: the passage copied into each
-            gap, its context score and gain) or ``None`` where the settings turn it off.
+            gap, its context score and gain) or ``None`` where nothing was searched.
 
         Raises:
             ValueError: An operator at another rate, a bad measurement shape, or regions that
@@ -234,9 +234,8 @@ class Restorer:
         base = None if regions is None else fit_length(y, length)
         wave, raw = overlap_add(windows, restore_window, length, weights, base)
         gaps = [] if regions is None else operator.spec()["gaps"]
-        matches = operator.spec().get("matches") if self.settings.similarity else None
         return Restoration(wave, raw, {**window_record(records, segment, overlap, gaps),
-                                       "similarity": matches})
+                                       "similarity": operator.spec().get("matches")})
 
     @staticmethod
     def _check_measurement(operator: Operator, y: Tensor) -> None:
