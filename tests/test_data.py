@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffmusic.data.music import split_groups
+from diffmusic.data.music import VALIDATION_ONLY, Track, split_groups, split_tracks
 from diffmusic.data.stems import Song, finalize, without_collections
 
 
@@ -52,3 +52,19 @@ def test_mixture_is_the_exact_sum_of_the_stems():
     np.testing.assert_array_equal(out["mixture"], total)
     peak = max(np.abs(w).max() for w in out.values())
     assert 20 * np.log10(peak) == pytest.approx(-1.0, abs=0.01)
+
+
+def test_validation_only_packages_and_shared_splits():
+    tracks = [Track(package, f"t{k}", Path("x"), 60.0)
+              for package in ("warzone2100-music", "asc-music") for k in range(40)]
+    tracks += [Track("frozen-bubble-data", f"zik{k}", Path("x"), 60.0) for k in range(6)]
+    tracks += [Track("fb-music-high", f"zik{k}", Path("x"), 60.0) for k in range(6)]
+    splits = split_tracks(tracks)
+    assert not [t for t in splits["train"] if t.package in VALIDATION_ONLY]
+    assert sum(t.package == "asc-music" for t in splits["valid"]) == 40
+    others = [t for t in tracks if t.package not in VALIDATION_ONLY]
+    alone = split_tracks(others)
+    assert alone["train"] == splits["train"]  # the held-out package moves no other track
+    valid_names = {t.name for t in splits["valid"] if t.package == "frozen-bubble-data"}
+    assert valid_names  # fb-music-high's renditions follow frozen-bubble's tracks
+    assert {t.name for t in splits["valid"] if t.package == "fb-music-high"} == valid_names

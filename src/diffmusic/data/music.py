@@ -1,8 +1,10 @@
 """Real game music from Debian packages, converted to 16 kHz mono 16-bit wav.
 
 Each package is fetched with ``apt-get download``, unpacked with ``dpkg-deb -x``, its music
-files (and the music inside the zip archives of ufoai and nexuiz) are converted with ``ffmpeg``
-and split into train/validation by track, deterministically from a hash of the track name.
+files (and the music inside the zip archives of ufoai and nexuiz; tracker modules through
+ffmpeg's libopenmpt; xblast's headerless PCM) are converted with ``ffmpeg`` and split into
+train/validation by track, deterministically from a hash of the track name; the packages of
+:data:`VALIDATION_ONLY` go to validation whole.
 Outputs: ``DATA/music/{train,valid}/<package>__<track>.wav`` and
 ``DATA/licenses/<package>.copyright``.
 """
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MIN_SECONDS = 6.0
 VALID_PERCENT = 10
-AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac", ".wav")
+AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac", ".wav", ".xm", ".it", ".s3m", ".mod", ".raw")
 
 #: Package name -> regular expression a file's path (relative to the unpacked package) must
 #: match to count as music; packages absent from the table contribute all their audio files.
@@ -45,13 +47,36 @@ PACKAGES: dict[str, str] = {
     "megaglest-data": r"/music/",
     "frozen-bubble-data": r"/snd/.*zik",
     "hyperrogue-music": r"/music/",
+    "asc-music": r"/music/",
+    "fb-music-high": r"/snd/.*zik",
+    "xblast-tnt-musics": r"/sounds/xbsng",
+    "hedgewars-data": r"/Data/Music/",
+    "pingus-data": r"/data/music/",
+    "extremetuxracer-data": r"/etr/music/",
+    "openclonk-data": r"/Music\.ocg/",
+    "flare-game": r"/mods/[^/]+/music/(?!wind_ambient)",
+    "lugaru-data": r"/Sounds/Music",
+    "lincity-ng-data": r"/music/",
 }
+
+#: Packages held out of every training split: all their tracks go to validation
+#: (``asc-music`` is issue 17's held-out validation package).
+VALIDATION_ONLY = ("asc-music",)
+
+#: Package -> package whose split it shares: its tracks are other renditions of that package's
+#: tracks of the same name (fb-music-high: the tracker module of frozen-bubble's 2-player theme).
+SPLIT_AS = {"fb-music-high": "frozen-bubble-data"}
+
+#: ffmpeg input options of packages whose music is headerless PCM (xblast's songs: unsigned
+#: 8-bit stereo at 22.05 kHz, as its sound server ``xbsndsrv.c`` plays them).
+RAW_INPUT = {"xblast-tnt-musics": ("-f", "u8", "-ar", "22050", "-ac", "2")}
 
 #: Zip archives (by file name) that hold a package's music.
 ARCHIVES = ("0music.pk3", "music.pk3")
 
-#: Suffixes of alternative renditions of one piece (fast, enhanced), kept in the same split.
-_VARIANT_SUFFIX = re.compile(r"(_fast|_f|_enhanced)$", re.IGNORECASE)
+#: Suffixes of alternative renditions of one piece (fast, enhanced, hedgewars' sudden-death),
+#: kept in the same split.
+_VARIANT_SUFFIX = re.compile(r"(_fast|_f|_enhanced|_sd)$", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -73,9 +98,19 @@ class Track:
     seconds: float
 
     @property
+    def source(self) -> str:
+        """The package whose split this track follows (see :data:`SPLIT_AS`)."""
+        return SPLIT_AS.get(self.package, self.package)
+
+    @property
     def group(self) -> str:
-        """Split key: the track name without variant suffixes."""
-        return f"{self.package}/{_VARIANT_SUFFIX.sub('', self.name).lower()}"
+        """Split key: the track name without variant suffixes, in its split package."""
+        return f"{self.source}/{_VARIANT_SUFFIX.sub('', self.name).lower()}"
+
+    @property
+    def input_options(self) -> tuple[str, ...]:
+        """ffmpeg options that describe the source file (headerless PCM), else empty."""
+        return RAW_INPUT.get(self.package, ())
 
 
 def sanitize(text: str) -> str:
@@ -119,6 +154,19 @@ def split_groups(items: Sequence[T], group: Callable[[T], str], source: Callable
         "train": [it for it in items if group(it) not in valid],
         "valid": [it for it in items if group(it) in valid],
     }
+
+
+def split_tracks(tracks: Sequence[Track]) -> dict[str, list[Track]]:
+    """Split tracks by :func:`split_groups`; the packages of :data:`VALIDATION_ONLY` go to
+    validation whole and take no part in the hashing (so the other splits do not move).
+
+    Returns:
+        ``{"train": [...], "valid": [...]}`` in input order within each part.
+    """
+    held = [t for t in tracks if t.package in VALIDATION_ONLY]
+    splits = split_groups([t for t in tracks if t.package not in VALIDATION_ONLY],
+                          group=lambda t: t.group, source=lambda t: t.source)
+    return {"train": splits["train"], "valid": splits["valid"] + held}
 
 
 def run(cmd: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -173,11 +221,16 @@ def fetch_package(package: str, work_dir: Path, license_dir: Path) -> Path | Non
     return root
 
 
-def probe_seconds(path: Path) -> float:
-    """Duration of an audio file in seconds by ``ffprobe`` (0 when unreadable)."""
+def probe_seconds(path: Path, input_options: Sequence[str] = ()) -> float:
+    """Duration of an audio file in seconds by ``ffprobe`` (0 when unreadable).
+
+    Args:
+        path: The audio file.
+        input_options: ffmpeg options describing a headerless file (:data:`RAW_INPUT`).
+    """
     cmd = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]
     try:
-        return float(run([*cmd, str(path)]).stdout.strip() or 0.0)
+        return float(run([*cmd, *input_options, str(path)]).stdout.strip() or 0.0)
     except (subprocess.CalledProcessError, ValueError):
         return 0.0
 
@@ -194,15 +247,21 @@ def package_tracks(package: str, root: Path, workers: int = 2) -> list[Track]:
     stems = [sanitize(p.stem) for p in paths]
     names = [sanitize(f"{p.parent.name}_{stem}") if stems.count(stem) > 1 else stem
              for p, stem in zip(paths, stems, strict=True)]
+    options = RAW_INPUT.get(package, ())
     with ThreadPoolExecutor(workers) as pool:
-        seconds = list(pool.map(probe_seconds, paths))
+        seconds = list(pool.map(lambda path: probe_seconds(path, options), paths))
     tracks = [Track(package, name, path, sec)
               for path, name, sec in zip(paths, names, seconds, strict=True)]
     return [t for t in tracks if t.seconds >= MIN_SECONDS]
 
 
-def convert(source: Path, target: Path) -> Path | None:
+def convert(source: Path, target: Path, input_options: Sequence[str] = ()) -> Path | None:
     """Convert ``source`` to 16 kHz mono 16-bit wav at ``target`` (atomic, skipped if done).
+
+    Args:
+        source: Audio file ffmpeg can read (with ``input_options`` when headerless).
+        target: Output wav file.
+        input_options: ffmpeg options describing ``source`` (:data:`RAW_INPUT`).
 
     Returns:
         ``target``, or None (with a warning) when ffmpeg fails.
@@ -211,7 +270,7 @@ def convert(source: Path, target: Path) -> Path | None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-ac", "1"]
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *input_options, "-i", str(source), "-ac", "1"]
     cmd += ["-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(partial)]
     try:
         run(cmd)
@@ -247,11 +306,12 @@ def prepare_music(data_dir: Path, work_dir: Path | None = None,
         if root is not None and not found:
             log.warning("%s: no music found", package)
         tracks += found
-    splits = split_groups(tracks, group=lambda t: t.group, source=lambda t: t.package)
-    jobs = [(track.path, data_dir / "music" / split / f"{track.package}__{track.name}.wav")
+    splits = split_tracks(tracks)
+    jobs = [(track, data_dir / "music" / split / f"{track.package}__{track.name}.wav")
             for split, members in splits.items() for track in members]
     with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(convert, src, dst) for src, dst in jobs]
+        pending = [pool.submit(convert, track.path, dst, track.input_options)
+                   for track, dst in jobs]
         for future in tqdm(pending, desc="music tracks", unit="track"):
             future.result()
     return splits
