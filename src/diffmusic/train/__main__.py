@@ -1,4 +1,4 @@
-"""``python -m diffmusic.train {vocoder,vae,unet,decoder,export,evaluate,all} --data data
+"""``python -m diffmusic.train {vocoder,vae,unet,decoder,pack,export,evaluate,all} --data data
 --runs runs``."""
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
             kind = Path if option.default is None else type(option.default)
             p.add_argument(f"--{option.name.replace('_', '-')}", type=kind, default=option.default,
                            **getattr(stage, "OPTION_HELP", {}).get(option.name, {}))
+    p = sub.add_parser("pack", help="encode training crops into a latent pack for `unet --pack`")
+    p.add_argument("--megabytes", type=float, default=60.0, help="size limit (10^6 bytes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--init", type=Path, default=None, metavar="DIR",
+                   help="exported model whose VAE to use when RUNS/unet has none")
     sub.add_parser("export", help="write the EMA weights into the package")
     p = sub.add_parser("evaluate", help="LSDs on validation clips and seconds per DiffMusic step")
     p.add_argument("--clips", type=int, default=16)
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", type=Path, default=Path("data"))
         p.add_argument("--runs", type=Path, default=Path("runs"))
         p.add_argument("--out", type=Path, default=None,
-                       help="export folder (default: the package's assets/embedded)")
+                       help="export folder (default: the package's assets/embedded); pack: "
+                            "the pack file (default: RUNS/pack.safetensors)")
     return parser
 
 
@@ -58,6 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "threads")}
         importlib.import_module(STAGES[args.command]).run(**options)
+    elif args.command == "pack":
+        import torch
+
+        from diffmusic.train.diffusion import write_pack
+
+        torch.set_num_threads(args.threads)
+        write_pack(args.data, args.runs, args.out or args.runs / "pack.safetensors",
+                   args.megabytes, seed=args.seed, init=args.init)
     elif args.command == "export":
         export.export(args.runs, args.out)
     elif args.command == "evaluate":

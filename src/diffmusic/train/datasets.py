@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -25,6 +26,9 @@ CLASSES = ("mix", "vocals", "drums", "bass", "other")
 
 UNCONDITIONAL = 0
 """Embedding index of the unconditional (classifier-free) class."""
+
+VALID_CLIPS = 8
+"""Fixed validation clips a stage's ``valid.csv`` is measured on."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,13 @@ class CropSampler:
 _CLIP_CACHE: dict[tuple, Tensor] = {}
 
 
+class Refreshing(Protocol):
+    """A training-data source that can re-scan its files (:class:`CropSampler`, a latent pack)."""
+
+    def refresh(self) -> int:
+        """Re-scan; returns the number of files or items."""
+
+
 def validation_clips(data: Path, length: int, count: int = 16, label: int = 0,
                      min_rms_db: float = -35.0, root: str | None = None) -> Tensor | None:
     """Deterministic validation clips: per file, the loudest of a few evenly spaced windows.
@@ -202,24 +213,38 @@ def validation_clips(data: Path, length: int, count: int = 16, label: int = 0,
     return _CLIP_CACHE[key]
 
 
-def train_stage(stage: str, data: Path, runs: Path, sampler: CropSampler,
+def train_stage(stage: str, data: Path, runs: Path, sampler: Refreshing,
                 modules: dict[str, nn.Module], step: StepFn,
                 losses: Callable[[dict, Tensor], dict[str, Tensor]], minutes: float, lr: float,
-                seed: int, **extra_state) -> dict:
+                seed: int, valid_inputs: Callable[[], Tensor | None] | None = None,
+                save_every_s: float = LoopConfig.save_every_s, max_steps: int | None = None,
+                **extra_state) -> dict:
     """:func:`train_loop` of ``modules`` in ``runs/STAGE`` with ``extra_state`` in its state.
 
-    At every checkpoint the stage re-scans the data, then writes ``losses(emas, clips)`` on 8
-    fixed 5.12 s validation clips (nothing while there are none), rounded, to ``valid.csv``.
+    At every checkpoint the stage re-scans the data (``sampler.refresh()``), then writes
+    ``losses(emas, inputs)`` on fixed validation inputs (nothing while there are none), rounded,
+    to ``valid.csv``.
+
+    Args:
+        valid_inputs: Returns the validation inputs; default: 8 fixed 5.12 s clips of
+            ``data`` (:func:`validation_clips`), shape ``(VALID_CLIPS, CLIP_SAMPLES)``.
+        save_every_s: Seconds between checkpoints.
+        max_steps: Stop at this step in total (``None``: only the time budget).
     """
+
+    def default_inputs() -> Tensor | None:
+        return validation_clips(data, CLIP_SAMPLES, count=VALID_CLIPS)
+
+    inputs = valid_inputs or default_inputs
 
     @torch.no_grad()
     def validate(emas: dict) -> dict[str, float]:
         sampler.refresh()
-        clips = validation_clips(data, CLIP_SAMPLES, count=8)
-        if clips is None:
+        batch = inputs()
+        if batch is None:
             return {}
-        return {k: round(float(v), 5) for k, v in losses(emas, clips).items()}
+        return {k: round(float(v), 5) for k, v in losses(emas, batch).items()}
 
     cfg = LoopConfig(run_dir=Path(runs) / stage, minutes=minutes, lr=lr, seed=seed,
-                     extra_state=extra_state)
+                     save_every_s=save_every_s, max_steps=max_steps, extra_state=extra_state)
     return train_loop(cfg, modules, step, validate)

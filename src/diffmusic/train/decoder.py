@@ -16,7 +16,6 @@ decoder's output as the only target (``sampled_batch``, ``sampled_weight``).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from diffmusic.priors.mel_decoder import MelDecoderConfig, SubPixelMelDecoder
 from diffmusic.train.datasets import CLASSES, CropSampler, train_stage
 from diffmusic.train.diffusion import alphas_cumprod, ddim_estimates, frozen_vae, trained_unet
 from diffmusic.train.loop import Checkpoint
-from diffmusic.train.vae import mel_to_image
+from diffmusic.train.vae import mel_to_image, vae_digest
 
 DECODER_CONFIG = MelDecoderConfig()
 """Architecture of the shipped decoder."""
@@ -38,15 +37,6 @@ DECODER_CONFIG = MelDecoderConfig()
 OPTION_HELP = {"sampled_batch": {
     "help": "crops of latents sampled by the noise predictor per step"}}
 """Help of the stage's command-line options (``--sampled-batch``)."""
-
-
-def vae_digest(state: dict[str, Tensor]) -> str:
-    """SHA-256 of a VAE state dict's float32 values in key order: which VAE a decoder is for."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def teacher_l1(decoder: SubPixelMelDecoder, vae: AutoencoderKL, z: Tensor) -> Tensor:

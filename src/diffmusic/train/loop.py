@@ -11,7 +11,10 @@ A run lives in ``RUNS/STAGE/``::
 
 Re-running a stage picks up from the checkpoint, so training survives interruptions and a larger
 ``--minutes`` just continues. SIGTERM and SIGINT (Ctrl-C) end the current step, write a
-checkpoint and return.
+checkpoint and return. Checkpoints are device-independent (tensors are saved from and loaded to
+the CPU), so a run trained on a GPU resumes on the CPU and vice versa. A checkpoint without
+``optimizer.pt`` (dropped to move it, see ``benchmarks/gpu_train_unet.sh``) resumes with a
+fresh optimizer whose learning rate warms up again from that step.
 """
 
 from __future__ import annotations
@@ -119,13 +122,24 @@ class Checkpoint:
 
     def load(self, modules: dict[str, nn.Module], emas: dict[str, nn.Module],
              optimizer: torch.optim.Optimizer, generator: torch.Generator) -> dict:
-        """Restore everything written by :meth:`save`; returns the JSON state."""
+        """Restore everything written by :meth:`save`; returns the JSON state.
+
+        Without ``optimizer.pt`` the optimizer stays fresh and the state's ``warmup_from`` is set
+        to the checkpoint's step (the learning rate warms up again from there).
+        """
         for name, module in modules.items():
             module.load_state_dict(self.weights(name, ema=False))
             emas[name].load_state_dict(self.weights(name, ema=True))
-        optimizer.load_state_dict(torch.load(self.dir / "optimizer.pt", weights_only=True))
+        state = self.state()
+        if (self.dir / "optimizer.pt").exists():
+            optimizer.load_state_dict(torch.load(self.dir / "optimizer.pt", map_location="cpu",
+                                                 weights_only=True))
+        else:
+            print(f"{self.dir}: no optimizer state; a fresh optimizer warms up from step "
+                  f"{state['step']}", flush=True)
+            state["warmup_from"] = state["step"]
         generator.set_state(load_file(str(self.dir / "rng.safetensors"))["state"])
-        return self.state()
+        return state
 
 
 @torch.no_grad()
@@ -202,7 +216,7 @@ def train_loop(cfg: LoopConfig, modules: dict[str, nn.Module], step_fn: StepFn,
     emas = {name: copy.deepcopy(m).requires_grad_(False) for name, m in modules.items()}
     generator = torch.Generator().manual_seed(cfg.seed)
     ckpt = Checkpoint(cfg.run_dir)
-    state = {"step": 0, "seconds": 0.0, "seed": cfg.seed, **cfg.extra_state}
+    state = {"step": 0, "seconds": 0.0, "seed": cfg.seed, "warmup_from": 0, **cfg.extra_state}
     if ckpt.exists():
         state.update(ckpt.load(modules, emas, optimizer, generator))
         print(f"resumed {cfg.run_dir} at step {state['step']}", flush=True)
@@ -221,7 +235,7 @@ def train_loop(cfg: LoopConfig, modules: dict[str, nn.Module], step_fn: StepFn,
             if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
                 break
             step = state["step"]
-            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+            lr = cfg.lr * min(1.0, (step - state["warmup_from"] + 1) / cfg.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             losses = step_fn(generator)

@@ -7,6 +7,7 @@ sampler stays cheap. Loss: L1 on the log-mel plus a small KL term.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -34,6 +35,16 @@ VAE_CONFIG = {
 def build_vae(config: dict | None = None) -> AutoencoderKL:
     """A fresh ``AutoencoderKL`` with :data:`VAE_CONFIG` (or ``config``)."""
     return AutoencoderKL(**(config or VAE_CONFIG))
+
+
+def vae_digest(state: dict[str, Tensor]) -> str:
+    """SHA-256 of a VAE state dict's float32 values in key order: which VAE a decoder or a latent
+    pack is for."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def mel_to_image(mel: Tensor) -> Tensor:
