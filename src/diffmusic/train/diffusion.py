@@ -5,6 +5,11 @@ multiplied by ``scaling_factor`` = 1 / (their standard deviation on training dat
 Diffusion and AudioLDM. Epsilon prediction with the AudioLDM schedule (1000 steps, scaled-linear
 betas 0.0015 -> 0.0195). Classes: embedding index 0 is unconditional, ``k + 1`` is
 ``CLASSES[k]``; labels are dropped to 0 with probability ``p_uncond`` (classifier-free guidance).
+
+The crops are read from ``--data`` and encoded at every step (:class:`EncodedCrops`), or come
+encoded from a latent pack (``--pack``, :mod:`diffmusic.train.pack`, written by
+:func:`write_pack`) on a machine without the audio; both write the same checkpoints, so a run
+moves between the two, and between devices, by resuming.
 """
 
 from __future__ import annotations
