@@ -31,10 +31,23 @@ def test_search_finds_the_repeat_to_the_sample_and_its_level():
     torch.testing.assert_close(restored, quiet, atol=1e-5, rtol=0)
 
 
-def test_no_match_where_no_passage_of_the_gaps_length_is_intact():
+def test_no_match_where_not_even_half_the_gap_fits():
     y = looped(seconds=2.5)
     gaps = [(round(0.5 * RATE), round(2.2 * RATE))]
-    assert find_matches(y, RATE, gaps) == [None]
+    assert find_matches(y, RATE, gaps) == []
+
+
+def test_a_gap_too_long_for_any_passage_is_filled_from_both_sides():
+    x = looped(seconds=8.0, period=1.0)
+    gaps = [(2 * RATE, 5 * RATE)]  # no 3 s passage lies outside it; 1.5 s halves do
+    y = x.clone()
+    y[:, gaps[0][0]:gaps[0][1]] = 0
+    first, second = find_matches(y, RATE, gaps)
+    assert (first.start, first.end, second.start, second.end) == (2.0, 3.5, 3.5, 5.0)
+    for match in (first, second):  # a whole number of periods away, at the same level
+        assert round((match.source - match.start) * RATE) % RATE == 0
+        assert abs(match.gain - 1) < 1e-4
+    torch.testing.assert_close(copy_passages(y, RATE, [first, second]), x, atol=1e-5, rtol=0)
 
 
 def test_operator_with_similarity_fills_gaps_and_round_trips():

@@ -32,8 +32,17 @@ def test_diffmusic_restores_every_single_source_task(task, tiny, clip):
     assert torch.isfinite(result.wave).all()
     rec = result.record
     assert rec["seed"] == 3 and rec["sampler"] == "diffmusic" and len(rec["losses"]) == 2
-    assert rec["operator"] == op.spec() and rec["projection"] is True
+    assert rec["operator"] == op.with_similarity(y)[0].spec() and rec["projection"] is True
     assert rec["final_loss"][0] < rec["raw_loss"][0]
+
+
+def test_a_clip_is_searched_for_passages_unless_similarity_is_off(tiny, clip):
+    op = OPERATORS["inpainting"]()
+    y = op(clip)
+    searched = restore(tiny, op, y, Settings(steps=2, seed=3)).record["operator"]["matches"]
+    assert searched and all(set(m) >= {"source", "score", "gain"} for m in searched)
+    plain = restore(tiny, op, y, Settings(steps=2, seed=3, similarity=False))
+    assert plain.record["operator"]["matches"] is None
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

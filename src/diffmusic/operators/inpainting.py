@@ -173,8 +173,7 @@ class Inpainting(Operator):
         if self.matches is not None:
             return self, y
         y = fit_length(y, self.num_samples)
-        found = find_matches(y, self.sample_rate, self.regions())
-        matches = [m for m in found if m is not None]
+        matches = find_matches(y, self.sample_rate, self.regions())
         operator = type(self)(**{**self._window_args(0, self.num_samples), "matches": matches,
                                  "num_samples": self.num_samples})
         return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate, operator.used)

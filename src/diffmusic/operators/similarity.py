@@ -79,6 +79,11 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
                 context: int) -> tuple[int, float]:
     """The frame shift of the passage whose context best matches the gap's, and its score.
 
+    The score is the cosine similarity over the context frames that both places hold (a frame
+    lost on either side counts on neither), so a passage next to the gap, or near the
+    recording's ends, is compared on the context it has; at least half of one side's context
+    must be compared.
+
     Args:
         usable: ``(T, D)`` frames of :func:`context_features`, zero where ``lost``.
         energy: ``(T,)`` squared norm of each frame of ``usable``.
@@ -97,46 +102,69 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
         t = a - context + i
         if 0 <= t < total and not lost[t]:
             kernel[i], support[i] = usable[t], 1.0
-    if kernel.shape[0] > total or support.sum() == 0:
+    if b - a > total or support.sum() < context / 2:
         return 0, float("-inf")
+    # padded with lost frames, so that places near the ends are compared on what they hold
+    lost = F.pad(lost, (context, context), value=True)
+    usable = F.pad(usable, (0, 0, context, context))
+    held = (~lost).float()
+
+    def slide(signal: Tensor, weights: Tensor) -> Tensor:
+        return F.conv1d(signal[None, None], weights[None, None])[0, 0]
+
     num = F.conv1d(usable.T[None], kernel.T[None])[0, 0]
-    around = F.conv1d(energy[None, None], support[None, None])[0, 0]
-    score = num / (kernel.norm() * around.sqrt()).clamp_min(1e-8)
-    # the passage itself must be whole: no lost frame among its own
-    blocked = F.conv1d(lost.float()[None, None], torch.ones(1, 1, b - a))[0, 0]
-    score[blocked[context: context + score.shape[0]] > 0] = float("-inf")
+    norms = slide(F.pad(energy, (context, context)), support) * \
+        slide(held, kernel.pow(2).sum(-1))
+    score = num / norms.sqrt().clamp_min(1e-8)
+    # the passage itself must be whole, and enough context must be compared
+    blocked = slide(lost.float(), torch.ones(b - a))[context: context + score.shape[0]]
+    score[(blocked > 0) | (slide(held, support) < context / 2)] = float("-inf")
     best = int(score.argmax())
-    return best + context - a, float(score[best])
+    return best - a, float(score[best])
 
 
-def surroundings(wave: Tensor, gap: Span, start: int, edge: int) -> Tensor:
-    """The ``edge`` samples (fewer at the ends) before and after the gap's place, taken around
-    a passage starting at ``start``: ``(C, <= 2 edge)``."""
-    a, b = gap
-    before, after = min(edge, a), min(edge, wave.shape[-1] - b)
-    return torch.cat([wave[:, start - before: start],
-                      wave[:, start + b - a: start + b - a + after]], dim=-1)
-
-
-def align(wave: Tensor, gap: Span, source: int, reach: int, edge: int) -> int:
+def align(wave: Tensor, known: Tensor, gap: Span, source: int, reach: int,
+          edge: int) -> tuple[int, float]:
     """``source`` moved by at most ``reach`` samples to where the ``edge`` samples before and
-    after the gap correlate best with those around the passage (all channels of ``(C, N)``)."""
-    a, b = gap
-    target = surroundings(wave, gap, a, edge).flatten()
-    best, best_score = source, float("-inf")
-    for start in range(source - reach, source + reach + 1):
-        if start - min(edge, a) < 0 or start + b - a + min(edge, wave.shape[-1] - b) > \
-                wave.shape[-1]:
+    after the gap correlate best with those around the passage, and the passage's level
+    correction there (all channels of ``(C, N)``; only samples that ``known`` ``(N,)`` marks
+    around the gap count).
+
+    Returns:
+        ``(start, gain)``: the passage's first sample and the ratio of the RMS around the gap
+        to that around the passage, within ``[1 / MAX_GAIN, MAX_GAIN]``.
+    """
+    (a, b), total = gap, wave.shape[-1]
+    before, after = min(edge, a), min(edge, total - b)
+    lo = max(source - reach, before)
+    hi = min(source + reach, total - (b - a) - after)
+    if lo > hi:
+        return source, 1.0
+    sides = [(-before, known[a - before: a]), (b - a, known[b: b + after])]
+    num = torch.zeros(hi - lo + 1)
+    power = torch.zeros(hi - lo + 1)
+    level = 0.0
+    for offset, weight in sides:  # correlation and power of each side at every start
+        if weight.numel() == 0:
             continue
-        cand = surroundings(wave, gap, start, edge).flatten()
-        score = float(target @ cand) / max(float(cand.norm() * target.norm()), 1e-12)
-        if score > best_score:
-            best, best_score = start, score
-    return best
+        target = wave[:, a + offset: a + offset + weight.numel()] * weight
+        span = wave[:, lo + offset: hi + offset + weight.numel()]
+        num += F.conv1d(span[None], target[None])[0, 0]
+        power += F.conv1d(span.pow(2).sum(0)[None, None], weight[None, None])[0, 0]
+        level += float(target.pow(2).sum())
+    score = num / (power * level).sqrt().clamp_min(1e-12)
+    best = int(score.argmax())
+    gain = (level / max(float(power[best]), 1e-24)) ** 0.5
+    return lo + best, min(MAX_GAIN, max(1 / MAX_GAIN, gain))
 
 
-def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match | None]:
-    """For each gap of ``wave``, the passage elsewhere in it whose context matches best.
+def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match]:
+    """The passages elsewhere in ``wave`` whose context matches each gap's best.
+
+    A gap gets the passage of its own length whose context before and after matches best. A
+    gap with no such passage outside every gap (a long gap in a short recording) is filled
+    from both sides: its first half by the passage that best continues the context before
+    it, its second half by the one that best leads into the context after it.
 
     Args:
         wave: The damaged recording ``(N,)`` or ``(C, N)`` (all channels are compared).
@@ -144,8 +172,8 @@ def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match | 
         gaps: Lost spans in samples, end exclusive.
 
     Returns:
-        One :class:`Match` per gap, ``None`` where no passage of the gap's length lies
-        outside every gap.
+        The matches in the order of the gaps, one or two per gap, none for a gap where not
+        even a half fits.
     """
     wave = wave.reshape(-1, wave.shape[-1]).float()
     features, hop = context_features(wave, rate)
@@ -153,18 +181,25 @@ def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match | 
     usable = features * (~lost)[:, None]
     energy = usable.pow(2).sum(-1)
     context = max(1, round(CONTEXT_SECONDS * rate / hop))
-    edge = round(ALIGN_SECONDS * rate)
-    matches: list[Match | None] = []
+    known = torch.ones(wave.shape[-1])
     for a, b in gaps:
+        known[a:b] = 0
+
+    def search(a: int, b: int) -> Match | None:
         shift, score = best_offset(usable, energy, lost, (a // hop, -(-b // hop)), context)
         if score == float("-inf"):
-            matches.append(None)
-            continue
-        source = align(wave, (a, b), a + shift * hop, hop, edge)
-        own = surroundings(wave, (a, b), a, edge)
-        gain = float(own.norm() / surroundings(wave, (a, b), source, edge).norm().clamp_min(1e-12))
-        matches.append(Match(a / rate, b / rate, source / rate, score,
-                             min(MAX_GAIN, max(1 / MAX_GAIN, gain))))
+            return None
+        source, gain = align(wave, known, (a, b), a + shift * hop, hop,
+                             round(ALIGN_SECONDS * rate))
+        return Match(a / rate, b / rate, source / rate, score, gain)
+
+    matches: list[Match] = []
+    for a, b in gaps:
+        whole = search(a, b)
+        middle = (a + b) // 2
+        parts = [whole] if whole is not None or b - a < 2 * hop else [search(a, middle),
+                                                                          search(middle, b)]
+        matches.extend(m for m in parts if m is not None)
     return matches
 
 

@@ -44,9 +44,9 @@ class Settings:
         negative_prompt: Prompt of the unconditional branch of classifier-free guidance.
         level_db: Sample at this RMS level in dBFS and scale back (``None``: the input's own).
         project: Apply the operator's measurement-consistency projection.
-        similarity: Let the operator use what the rest of a long measurement repeats
-            (:meth:`~diffmusic.operators.Operator.with_similarity`; recordings and windowed
-            measurements only).
+        similarity: Let the operator use what the rest of the measurement repeats
+            (:meth:`~diffmusic.operators.Operator.with_similarity`; a recording is searched
+            whole, before it is cut into windows).
         vmc: Guide through the vocoder and mel (the Vocoder-Mel Constraint); ``False``: the
             decoder's mel alone (the paper's ablation; guided samplers only).
         clip_mode: What an output that would pass full scale gets

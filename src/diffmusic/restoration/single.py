@@ -86,12 +86,17 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
             callback: Callback | None = None) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
+    With ``settings.similarity`` the operator first looks for what the measurement repeats
+    (:meth:`~diffmusic.operators.Operator.with_similarity`; an operator searched already, as a
+    recording's windows are, keeps its matches).
+
     Args:
         prior: The diffusion prior.
         operator: The measurement operator, built for ``prior.sample_rate``.
         y: Measurements, ``(B, ...)``.
-        settings: Sampler, steps, seed, guidance, level and projection; tunable values left
-            ``None`` come from the tuned defaults of the prior and the operator's task.
+        settings: Sampler, steps, seed, guidance, level, projection and similarity; tunable
+            values left ``None`` come from the tuned defaults of the prior and the operator's
+            task.
         callback: Progress callback, see :data:`diffmusic.samplers.Callback`.
 
     Raises:
@@ -100,6 +105,8 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
     if operator.sample_rate != prior.sample_rate:
         raise ValueError(f"operator at {operator.sample_rate} Hz but prior at "
                          f"{prior.sample_rate} Hz")
+    if settings.similarity:
+        operator, y = operator.with_similarity(y)
     generator = torch.Generator(device=prior.device).manual_seed(settings.seed)
     resolved = settings.resolve(prior.name, operator.task)
     cond = prior.condition(expand_prompts(settings.prompts, operator, y.shape[0]),
