@@ -1,9 +1,11 @@
 """Similarity-aware inpainting: the search, the copy, the operator's matches and its loss."""
 
+from dataclasses import replace
+
 import torch
 
 from diffmusic.operators import Inpainting, from_spec
-from diffmusic.operators.inpainting import MIN_MATCH
+from diffmusic.operators.inpainting import MATCH_WEIGHT, MIN_GUIDE, MIN_MATCH, guide_weight
 from diffmusic.operators.similarity import SEAM_SECONDS, Match, copy_passages, find_matches
 
 RATE = 16000
@@ -70,8 +72,26 @@ def test_unmatched_gaps_fall_back_to_context_copy():
     op = Inpainting(RATE, noise.shape[-1], gaps=[(2.0, 3.0)])
     informed, filled = op.with_similarity(op(noise))
     (match,) = informed.matches
-    assert match.score < MIN_MATCH and informed.used == [] and torch.equal(filled, op(noise))
+    assert match.score < MIN_GUIDE and informed.guides == [] and torch.equal(filled, op(noise))
     assert torch.equal(op.similarity_copy(op(noise)), op.context_copy(op(noise)))
+
+
+def test_a_weaker_match_guides_by_its_score_but_is_not_kept():
+    x = looped()
+    op = Inpainting(RATE, x.shape[-1], gaps=[(3.0, 3.5)])
+    (match,) = op.with_similarity(op(x))[0].matches
+    scores = [MIN_GUIDE, (MIN_GUIDE + MIN_MATCH) / 2, MIN_MATCH]
+    weak, middle, kept = (Inpainting(RATE, x.shape[-1], gaps=[(3.0, 3.5)],
+                                     matches=[replace(match, score=s)]) for s in scores)
+    assert weak.guides == [] and middle.used == [] and kept.used == [kept.matches[0]]
+    assert float(middle.guide.max()) == guide_weight(scores[1]) == MATCH_WEIGHT / 2
+    assert float(middle.passage.max()) == 0 and float(kept.passage.max()) == 1
+    hole = op(x)
+    y = copy_passages(hole, RATE, middle.guides)
+    gap = slice(3 * RATE, round(3.5 * RATE))
+    torch.testing.assert_close(y[:, gap], x[:, gap], atol=1e-5, rtol=0)  # y holds the passage
+    assert torch.equal(middle.project(hole, y)[:, gap], hole[:, gap])  # which is not kept
+    assert float(middle.loss(hole, y)) > 1e-3 > 1e-6 > float(weak.loss(hole, y))
 
 
 def test_copied_frames_pull_the_loss_towards_the_passage():

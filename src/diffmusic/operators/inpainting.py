@@ -24,9 +24,17 @@ patch)."""
 PAPER_SECONDS = CLIP_SAMPLES / SAMPLE_RATE
 """Length of the paper's clips (5.12 s), in which its gap is :data:`DEFAULT_GAP`."""
 MIN_MATCH = 0.87
-"""Least context similarity (:attr:`Match.score`) for which a gap takes a copied passage."""
+"""Least context similarity (:attr:`Match.score`) for which a gap keeps a copied passage."""
+MIN_GUIDE = 0.6
+"""Context similarity below which a passage does not guide the restoration at all."""
 MATCH_WEIGHT = 0.5
-"""Weight of a copied passage's log-mel frame in the loss (a measured frame weighs 1)."""
+"""Weight of a kept passage's log-mel frame in the loss (a measured frame weighs 1)."""
+
+
+def guide_weight(score: float) -> float:
+    """Loss weight of a passage's log-mel frames: :data:`MATCH_WEIGHT` from :data:`MIN_MATCH`
+    up, falling linearly to 0 at :data:`MIN_GUIDE`."""
+    return MATCH_WEIGHT * min(1.0, max(0.0, (score - MIN_GUIDE) / (MIN_MATCH - MIN_GUIDE)))
 
 
 def make_gaps(mask_type: MaskType, duration: float, gaps: Sequence[Gap] | None = None,
@@ -67,12 +75,12 @@ class Inpainting(Operator):
         mask_type: How the gaps were made (recorded in the spec).
         crossfade: Length in seconds of the raised-cosine crossfade :meth:`project` uses on the
             known side of each gap edge.
-        matches: The best passage for each gap (:meth:`with_similarity`), as :class:`Match` or
-            its dict (``None``: not searched yet); those that score at least :data:`MIN_MATCH`
-            are :attr:`used`. The
-            measurement then holds these in their gaps: the ``logmel`` loss compares
-            the restoration's frames there with weight :data:`MATCH_WEIGHT`, and
-            :meth:`project` keeps the passage but for the seams at the gap's edges
+        matches: The best passages for each gap (:meth:`with_similarity`), as :class:`Match`
+            or its dict (``None``: not searched yet). Those that score above
+            :data:`MIN_GUIDE` are :attr:`guides`: the measurement holds them in their gaps
+            and the ``logmel`` loss compares the restoration's frames there, weighted by
+            :func:`guide_weight`. Those that score at least :data:`MIN_MATCH` are also
+            :attr:`used`: :meth:`project` keeps them but for the seams at the gap's edges
             (:func:`~diffmusic.operators.similarity.passage_weights`).
         **kwargs: ``noise_snr`` and ``loss_domain`` of :class:`Operator`.
     """
@@ -103,10 +111,15 @@ class Inpainting(Operator):
         self.register_buffer("mask", mask, persistent=False)
         self.matches = None if matches is None else [
             m if isinstance(m, Match) else Match(**m) for m in matches]
-        self.used = [m for m in self.matches or () if m.score >= MIN_MATCH]
-        # the passages' share of each sample: above 0 exactly in the gaps that hold one
+        self.guides = [m for m in self.matches or () if guide_weight(m.score) > 0]
+        self.used = [m for m in self.guides if m.score >= MIN_MATCH]
+        # the kept passages' share of each sample: above 0 exactly in the gaps that keep one
         self.register_buffer("passage", passage_weights(self.used, sample_rate, num_samples)
                              * (1 - mask), persistent=False)
+        guide = torch.zeros(num_samples)
+        for m in self.guides:
+            guide[round(m.start * sample_rate): round(m.end * sample_rate)] = guide_weight(m.score)
+        self.register_buffer("guide", guide * (1 - mask), persistent=False)
 
     @classmethod
     def from_options(cls, sample_rate: int, num_samples: int, *,
@@ -166,7 +179,7 @@ class Inpainting(Operator):
 
         Returns:
             This operator with those :attr:`matches`, and ``y`` (cut or zero-padded to the
-            operator's length) with the :attr:`used` passages, level-matched, in their gaps and
+            operator's length) with the :attr:`guides`, level-matched, in their gaps and
             zeros in the other gaps. An operator that was searched already returns itself and
             ``y``.
         """
@@ -176,7 +189,8 @@ class Inpainting(Operator):
         matches = find_matches(y, self.sample_rate, self.regions())
         operator = type(self)(**{**self._window_args(0, self.num_samples), "matches": matches,
                                  "num_samples": self.num_samples})
-        return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate, operator.used)
+        return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate,
+                                       operator.guides)
 
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:
@@ -200,14 +214,14 @@ class Inpainting(Operator):
 
     def known_frames(self, mel: MelConfig) -> Tensor:
         """Weights of log-mel frames, shape ``(frames, 1)``: 1 where the frame's whole window
-        lies outside every gap, :data:`MATCH_WEIGHT` where its centre lies in a gap that holds a
-        copied passage, else 0."""
+        lies outside every gap, the passage's :func:`guide_weight` where its centre lies in a
+        gap that holds one, else 0."""
         pad = (mel.n_fft - mel.hop_length) // 2
         lost = F.pad(1 - self.mask[None, None], (pad, pad), value=0.0)
         any_lost = F.max_pool1d(lost, mel.n_fft, mel.hop_length)[0, 0]
         frames = mel.frames(self.num_samples)
         centres = torch.arange(frames) * mel.hop_length + mel.hop_length // 2
-        copied = MATCH_WEIGHT * (self.passage > 0)[centres.clamp(max=self.num_samples - 1)]
+        copied = self.guide[centres.clamp(max=self.num_samples - 1)]
         return ((1 - any_lost)[:frames] + copied)[:, None]
 
     def feature_weight(self, y: Tensor) -> Tensor:
@@ -218,7 +232,7 @@ class Inpainting(Operator):
         """The operator's loss; with copied passages, the ``logmel`` loss compares the
         restoration's own frames (known frames are the same as the masked restoration's) with
         the measurement's, the passages included."""
-        if not self.used or self.loss_domain != "logmel":
+        if not self.guides or self.loss_domain != "logmel":
             return super().loss(x_hat, y)
         diff = self.features(x_hat) - self.features(y)
         return weighted_mean(diff.pow(2), self.feature_weight(y))
@@ -279,10 +293,10 @@ class Inpainting(Operator):
 
     def similarity_copy(self, y: Tensor) -> Tensor:
         """Each gap filled with the passage whose context matches best (:meth:`with_similarity`,
-        searched in ``y`` unless this operator holds its matches), :meth:`context_copy` where no
-        passage matches well."""
+        searched in ``y`` unless this operator holds its matches; its :attr:`guides`),
+        :meth:`context_copy` where no passage matches."""
         operator, y = self.with_similarity(y)
-        return torch.where(operator.passage > 0, y, self.context_copy(y * self.mask.to(y.dtype)))
+        return torch.where(operator.guide > 0, y, self.context_copy(y * self.mask.to(y.dtype)))
 
     def _spec_args(self) -> dict:
         return {"gaps": [list(g) for g in self.gaps], "mask_type": self.mask_type,
