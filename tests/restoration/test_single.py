@@ -36,13 +36,20 @@ def test_diffmusic_restores_every_single_source_task(task, tiny, clip):
     assert rec["final_loss"][0] < rec["raw_loss"][0]
 
 
-def test_a_clip_is_searched_for_passages_unless_similarity_is_off(tiny, clip):
+def test_a_clip_is_searched_for_passages_unless_similarity_is_off(tiny, clip, monkeypatch):
+    import diffmusic.operators.inpainting as inpainting
+
+    calls = []
+    search = inpainting.find_matches
+    monkeypatch.setattr(inpainting, "find_matches", lambda *a: calls.append(1) or search(*a))
     op = OPERATORS["inpainting"]()
     y = op(clip)
-    searched = restore(tiny, op, y, Settings(steps=2, seed=3)).record["operator"]["matches"]
+    warm = Settings(steps=2, seed=3, warm_start=0.5)  # the warm start copies passages too
+    searched = restore(tiny, op, y, warm).record["operator"]["matches"]
     assert searched and all(set(m) >= {"source", "score", "gain"} for m in searched)
-    plain = restore(tiny, op, y, Settings(steps=2, seed=3, similarity=False))
-    assert plain.record["operator"]["matches"] is None
+    assert len(calls) == 1
+    plain = restore(tiny, op, y, warm.replace(similarity=False))
+    assert plain.record["operator"]["matches"] is None and len(calls) == 1
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

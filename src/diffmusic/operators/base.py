@@ -213,6 +213,11 @@ class Operator(nn.Module, ABC):
         here both unchanged."""
         return self, y
 
+    def without_similarity(self) -> Operator:
+        """The operator of a restoration that must not use what the measurement repeats (its
+        classical baselines, the warm start among them, search nothing); here itself."""
+        return self
+
     def measurement_shape(self) -> tuple[int, ...]:
         """Shape of one measurement without the batch axis, ``(..., M)``."""
         k, n = self.num_sources, self.num_samples

@@ -192,6 +192,14 @@ class Inpainting(Operator):
         return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate,
                                        operator.guides)
 
+    def without_similarity(self) -> Inpainting:
+        """This operator with no passage, if it was not searched (:meth:`similarity_copy` is
+        then the :meth:`context_copy`)."""
+        if self.matches is not None:
+            return self
+        return type(self)(**{**self._window_args(0, self.num_samples), "matches": [],
+                             "num_samples": self.num_samples})
+
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:
         """At the original's own rate, every sample outside the gaps and their crossfades is

@@ -119,7 +119,9 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
     gain_db = level_gain_db(operator, y_ac, settings.level_db)
     gain = 10 ** (gain_db / 20)
     y_in = y_ac * _per_item(gain, y_ac)
-    start = warm_start_from_baseline(prior, operator, y_in, resolved.warm_start)
+    start = warm_start_from_baseline(
+        prior, operator if settings.similarity else operator.without_similarity(), y_in,
+        resolved.warm_start)
     sample = SAMPLERS[resolved.sampler](prior, operator, y_in, steps=settings.steps,
                                         generator=generator, cond=cond, callback=callback,
                                         start=start, **resolved.kwargs)
