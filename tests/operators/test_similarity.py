@@ -33,6 +33,23 @@ def test_search_finds_the_repeat_to_the_sample_and_its_level():
     torch.testing.assert_close(restored, quiet, atol=1e-5, rtol=0)
 
 
+def test_a_repeat_is_corroborated_and_a_passage_heard_once_is_not():
+    x = looped()
+    gaps = [(round(6.3 * RATE), round(6.8 * RATE))]
+    y = x.clone()
+    y[:, gaps[0][0]:gaps[0][1]] = 0
+    (repeat,) = find_matches(y, RATE, gaps)
+    once = y.clone()  # 3 s of fresh noise around the gap: nothing elsewhere continues it
+    once[:, 5 * RATE: 8 * RATE] = 0.5 * torch.randn(1, 3 * RATE,
+                                                    generator=torch.Generator().manual_seed(9))
+    once[:, gaps[0][0]:gaps[0][1]] = 0
+    (compromise,) = find_matches(once, RATE, gaps)
+    assert repeat.corroborated and not compromise.corroborated
+    informed = Inpainting(RATE, x.shape[-1], gaps=[(6.3, 6.8)], matches=[
+        replace(compromise, score=0.99)])
+    assert informed.guides == [] and informed.used == []  # however well it scored
+
+
 def test_no_match_where_not_even_half_the_gap_fits():
     y = looped(seconds=2.5)
     gaps = [(round(0.5 * RATE), round(2.2 * RATE))]
@@ -107,8 +124,8 @@ def test_copied_frames_pull_the_loss_towards_the_passage():
 
 
 def test_match_dicts_rebuild_matches():
-    match = Match(1.0, 1.5, 4.0, 0.93, 1.2)
-    assert Match(**match.to_dict()) == match
+    for match in (Match(1.0, 1.5, 4.0, 0.93, 1.2), Match(1.0, 1.5, 4.0, 0.93, 1.2, False)):
+        assert Match(**match.to_dict()) == match
 
 
 def test_projection_keeps_the_passage_but_for_the_seams():

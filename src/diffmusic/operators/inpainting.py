@@ -76,8 +76,8 @@ class Inpainting(Operator):
         crossfade: Length in seconds of the raised-cosine crossfade :meth:`project` uses on the
             known side of each gap edge.
         matches: The best passages for each gap (:meth:`with_similarity`), as :class:`Match`
-            or its dict (``None``: not searched yet). Those that score above
-            :data:`MIN_GUIDE` are :attr:`guides`: the measurement holds them in their gaps
+            or its dict (``None``: not searched yet). Those that are corroborated and score
+            above :data:`MIN_GUIDE` are :attr:`guides`: the measurement holds them in their gaps
             and the ``logmel`` loss compares the restoration's frames there, weighted by
             :func:`guide_weight`. Those that score at least :data:`MIN_MATCH` are also
             :attr:`used`: :meth:`project` keeps them but for the seams at the gap's edges
@@ -111,7 +111,8 @@ class Inpainting(Operator):
         self.register_buffer("mask", mask, persistent=False)
         self.matches = None if matches is None else [
             m if isinstance(m, Match) else Match(**m) for m in matches]
-        self.guides = [m for m in self.matches or () if guide_weight(m.score) > 0]
+        self.guides = [m for m in self.matches or ()
+                       if m.corroborated and guide_weight(m.score) > 0]
         self.used = [m for m in self.guides if m.score >= MIN_MATCH]
         # the kept passages' share of each sample: above 0 exactly in the gaps that keep one
         self.register_buffer("passage", passage_weights(self.used, sample_rate, num_samples)

@@ -28,6 +28,9 @@ ALIGN_SECONDS = 0.25
 """Context next to each gap edge that the sample alignment correlates, in seconds."""
 MAX_GAIN = 4.0
 """Largest level correction of a copied passage (and its inverse the smallest)."""
+AGREE_SECONDS = 0.05
+"""Largest distance between the passage both sides of a gap's context choose and the one a
+single side chooses for the passage to count as corroborated."""
 SEAM_SECONDS = 0.1
 """Length of the raised-cosine seams at a filled gap's edges, where a restoration takes over
 from the copied passage."""
@@ -43,6 +46,10 @@ class Match:
         source: Start of the copied passage (as long as the gap).
         score: Cosine similarity of the log-mel contexts, in ``[-1, 1]``.
         gain: Level correction applied to the passage.
+        corroborated: Whether the context before the gap alone, or the context after it
+            alone, would choose this passage too (within :data:`AGREE_SECONDS`); a passage
+            that neither side picks on its own is a compromise between two places, the mark
+            of a gap in music that is not repeated.
     """
 
     start: float
@@ -50,10 +57,12 @@ class Match:
     source: float
     score: float
     gain: float
+    corroborated: bool = True
 
     def to_dict(self) -> dict:
-        """JSON-ready, rounded to 0.1 ms and 4 digits."""
-        return {key: round(value, 4) for key, value in asdict(self).items()}
+        """JSON-ready, times rounded to 0.1 ms and numbers to 4 digits."""
+        return {key: value if isinstance(value, bool) else round(value, 4)
+                for key, value in asdict(self).items()}
 
 
 def context_features(wave: Tensor, rate: int) -> tuple[Tensor, int]:
@@ -76,7 +85,7 @@ def lost_frames(spans: Sequence[Span], frames: int, hop: int) -> Tensor:
 
 
 def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
-                context: int) -> tuple[int, float]:
+                context: int, sides: tuple[bool, bool] = (True, True)) -> tuple[int, float]:
     """The frame shift of the passage whose context best matches the gap's, and its score.
 
     The score is the cosine similarity over the context frames that both places hold (a frame
@@ -90,6 +99,7 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
         lost: ``(T,)`` frames that hold no usable audio (in or next to any gap).
         gap: The gap in frames ``[a, b)``.
         context: Context frames on each side.
+        sides: Whether the context before and the context after the gap are compared.
 
     Returns:
         ``(shift, score)``: the passage starts ``shift`` frames from the gap (``0`` and
@@ -98,7 +108,9 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
     (a, b), total = gap, usable.shape[0]
     kernel = torch.zeros(context + (b - a) + context, usable.shape[1])
     support = torch.zeros(kernel.shape[0])
-    for i in [*range(context), *range(context + b - a, kernel.shape[0])]:
+    compared = [*(range(context) if sides[0] else ()),
+                *(range(context + b - a, kernel.shape[0]) if sides[1] else ())]
+    for i in compared:
         t = a - context + i
         if 0 <= t < total and not lost[t]:
             kernel[i], support[i] = usable[t], 1.0
@@ -186,12 +198,17 @@ def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match]:
         known[a:b] = 0
 
     def search(a: int, b: int) -> Match | None:
-        shift, score = best_offset(usable, energy, lost, (a // hop, -(-b // hop)), context)
+        frames = (a // hop, -(-b // hop))
+        shift, score = best_offset(usable, energy, lost, frames, context)
         if score == float("-inf"):
             return None
+        alone = [best_offset(usable, energy, lost, frames, context, sides)
+                 for sides in ((True, False), (False, True))]
+        corroborated = any(abs(own - shift) * hop <= AGREE_SECONDS * rate
+                           for own, own_score in alone if own_score > float("-inf"))
         source, gain = align(wave, known, (a, b), a + shift * hop, hop,
                              round(ALIGN_SECONDS * rate))
-        return Match(a / rate, b / rate, source / rate, score, gain)
+        return Match(a / rate, b / rate, source / rate, score, gain, corroborated)
 
     matches: list[Match] = []
     for a, b in gaps:
