@@ -157,13 +157,14 @@ def main() -> None:
                       f"{args.gap:g} s each, {args.steps} steps", methods)
     if solos:
         md += table(solos, "Fallback: the gap sits in a passage that occurs once", methods)
-        scores = [r["matches"][0]["score"] for r in solos if r.get("matches")]
-        kept = sum(s >= MIN_MATCH for s in scores)
-        guided = sum(MIN_GUIDE < s < MIN_MATCH for s in scores)
-        md.append(f"Fallback case: {kept} of {len(solos)} gaps still kept a passage and "
-                  f"{guided} were guided by one (context scores "
-                  f"{', '.join(f'{s:.2f}' for s in sorted(scores))}; a passage guides from "
-                  f"{MIN_GUIDE} and is kept from {MIN_MATCH}).")
+        found = [r["matches"][0] for r in solos if r.get("matches")]
+        scores = ", ".join(f"{m['score']:.2f}" for m in sorted(found, key=lambda m: m["score"]))
+        trusted = [m["score"] for m in found if m.get("corroborated", True)]
+        kept = sum(s >= MIN_MATCH for s in trusted)
+        guided = sum(MIN_GUIDE < s < MIN_MATCH for s in trusted)
+        md.append(f"Fallback case: {len(trusted)} of {len(solos)} gaps found a corroborated "
+                  f"passage, {kept} kept it and {guided} were guided by it (context scores "
+                  f"{scores}; a passage guides from {MIN_GUIDE} and is kept from {MIN_MATCH}).")
     (args.out / "songs.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
