@@ -94,10 +94,12 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
     must be compared.
 
     Args:
-        usable: ``(T, D)`` frames of :func:`context_features`, zero where ``lost``.
-        energy: ``(T,)`` squared norm of each frame of ``usable``.
-        lost: ``(T,)`` frames that hold no usable audio (in or next to any gap).
-        gap: The gap in frames ``[a, b)``.
+        usable: ``(T + 2 context, D)`` frames of :func:`context_features`, zero where ``lost``.
+        energy: ``(T + 2 context,)`` squared norm of each frame of ``usable``.
+        lost: ``(T + 2 context,)`` frames that hold no usable audio (in or next to any gap).
+            All three are padded with ``context`` lost frames at each end, so that places
+            near the ends are compared on what they hold.
+        gap: The gap in frames ``[a, b)`` of the recording (unpadded).
         context: Context frames on each side.
         sides: Whether the context before and the context after the gap are compared.
 
@@ -105,28 +107,23 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
         ``(shift, score)``: the passage starts ``shift`` frames from the gap (``0`` and
         ``-inf`` when no place qualifies).
     """
-    (a, b), total = gap, usable.shape[0]
+    (a, b), total = gap, usable.shape[0] - 2 * context
     kernel = torch.zeros(context + (b - a) + context, usable.shape[1])
     support = torch.zeros(kernel.shape[0])
     compared = [*(range(context) if sides[0] else ()),
                 *(range(context + b - a, kernel.shape[0]) if sides[1] else ())]
-    for i in compared:
-        t = a - context + i
-        if 0 <= t < total and not lost[t]:
-            kernel[i], support[i] = usable[t], 1.0
+    for i in compared:  # padded frame a + i is the recording's frame a - context + i
+        if not lost[a + i]:
+            kernel[i], support[i] = usable[a + i], 1.0
     if b - a > total or support.sum() < context / 2:
         return 0, float("-inf")
-    # padded with lost frames, so that places near the ends are compared on what they hold
-    lost = F.pad(lost, (context, context), value=True)
-    usable = F.pad(usable, (0, 0, context, context))
     held = (~lost).float()
 
     def slide(signal: Tensor, weights: Tensor) -> Tensor:
         return F.conv1d(signal[None, None], weights[None, None])[0, 0]
 
     num = F.conv1d(usable.T[None], kernel.T[None])[0, 0]
-    norms = slide(F.pad(energy, (context, context)), support) * \
-        slide(held, kernel.pow(2).sum(-1))
+    norms = slide(energy, support) * slide(held, kernel.pow(2).sum(-1))
     score = num / norms.sqrt().clamp_min(1e-8)
     # the passage itself must be whole, and enough context must be compared
     blocked = slide(lost.float(), torch.ones(b - a))[context: context + score.shape[0]]
@@ -189,10 +186,11 @@ def find_matches(wave: Tensor, rate: int, gaps: Sequence[Span]) -> list[Match]:
     """
     wave = wave.reshape(-1, wave.shape[-1]).float()
     features, hop = context_features(wave, rate)
-    lost = lost_frames(gaps, features.shape[0], hop)
-    usable = features * (~lost)[:, None]
-    energy = usable.pow(2).sum(-1)
     context = max(1, round(CONTEXT_SECONDS * rate / hop))
+    # padded once for every search (see best_offset)
+    lost = F.pad(lost_frames(gaps, features.shape[0], hop), (context, context), value=True)
+    usable = F.pad(features, (0, 0, context, context)) * (~lost)[:, None]
+    energy = usable.pow(2).sum(-1)
     known = torch.ones(wave.shape[-1])
     for a, b in gaps:
         known[a:b] = 0
