@@ -50,6 +50,15 @@ def test_a_repeat_is_corroborated_and_a_passage_heard_once_is_not():
     assert informed.guides == [] and informed.used == []  # however well it scored
 
 
+def test_a_gap_at_the_very_end_is_searched_on_its_context_before():
+    x = looped(seconds=5.0)
+    gaps = [(x.shape[-1] - RATE // 2, x.shape[-1])]  # its context after lies past the end
+    y = x.clone()
+    y[:, gaps[0][0]:] = 0
+    (match,) = find_matches(y, RATE, gaps)
+    torch.testing.assert_close(copy_passages(y, RATE, [match]), x, atol=1e-5, rtol=0)
+
+
 def test_no_match_where_not_even_half_the_gap_fits():
     y = looped(seconds=2.5)
     gaps = [(round(0.5 * RATE), round(2.2 * RATE))]

@@ -113,7 +113,7 @@ def best_offset(usable: Tensor, energy: Tensor, lost: Tensor, gap: Span,
     compared = [*(range(context) if sides[0] else ()),
                 *(range(context + b - a, kernel.shape[0]) if sides[1] else ())]
     for i in compared:  # padded frame a + i is the recording's frame a - context + i
-        if not lost[a + i]:
+        if a + i < lost.shape[0] and not lost[a + i]:
             kernel[i], support[i] = usable[a + i], 1.0
     if b - a > total or support.sum() < context / 2:
         return 0, float("-inf")
