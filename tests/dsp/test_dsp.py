@@ -12,6 +12,7 @@ from diffmusic.dsp import (
     fast_griffin_lim,
     istft,
     log_mel,
+    magnitude_blend,
     mel_filterbank,
     peak_normalize,
     resample,
@@ -126,3 +127,28 @@ def test_resample_region_matches_resampling_everything(rate: int, new_rate: int)
     for lo, hi in [(0, 500), (12345, 20000), (full.shape[-1] - 700, full.shape[-1])]:
         torch.testing.assert_close(resample_region(wave, rate, new_rate, lo, hi),
                                    full[..., lo:hi], atol=1e-5, rtol=0)
+
+
+def test_magnitude_blend_keeps_texture_phase_at_geometric_mean_level():
+    t = torch.arange(16000) / 16000
+    texture = 0.8 * torch.sin(2 * torch.pi * 300 * t)
+    other = 0.2 * torch.cos(2 * torch.pi * 300 * t)
+    middle = slice(2000, 14000)
+    half = magnitude_blend(texture, other, 0.5, 1024, 256)[middle]
+    assert half.pow(2).mean().sqrt() == pytest.approx(0.4 / 2 ** 0.5, rel=0.01)
+    assert torch.nn.functional.cosine_similarity(half, texture[middle], dim=0) > 0.999
+    quarter = magnitude_blend(texture, other, 0.25, 1024, 256)[middle]
+    assert quarter.pow(2).mean().sqrt() == pytest.approx(0.8 ** 0.25 * 0.2 ** 0.75 / 2 ** 0.5,
+                                                         rel=0.01)
+    torch.testing.assert_close(magnitude_blend(texture, other, 1.0, 1024, 256), texture,
+                               atol=1e-5, rtol=0)
+
+
+def test_magnitude_blend_bounds_gain_over_silence_and_checks_share():
+    texture = torch.zeros(8000)
+    texture[4000] = 1e-3  # a click in silence is not raised to the other's level
+    other = 0.5 * torch.sin(2 * torch.pi * 300 * torch.arange(8000) / 16000)
+    out = magnitude_blend(texture, other, 0.0, 1024, 256, max_ratio=8.0)
+    assert out.abs().max() <= 8.0 * 1e-3 * 1.01
+    with pytest.raises(ValueError, match="share"):
+        magnitude_blend(texture, other, -0.1, 1024, 256)

@@ -16,6 +16,7 @@ from diffmusic.operators import (
     make_gaps,
     synthetic_rir,
 )
+from diffmusic.operators.inpainting import COPY_SHARE
 
 SINGLE = {
     "inpainting": lambda: Inpainting(RATE, N, [(2.0, 3.0)]),
@@ -85,8 +86,9 @@ def test_loss_is_zero_at_truth_and_differentiable(name, clips):
         assert (op.loss(other - step, y) < loss).all() and (op.loss(other + step, y) > loss).all()
 
 
-def test_inpainting_projection_is_exact_outside_crossfades(clips):
-    op = SINGLE["inpainting"]()
+@pytest.mark.parametrize("copy_share", [None, COPY_SHARE])
+def test_inpainting_projection_is_exact_outside_crossfades(clips, copy_share):
+    op = Inpainting(RATE, N, [(2.0, 3.0)], copy_share=copy_share)
     y = op(clips)
     x_hat = clips.flip(0)
     out = op.project(x_hat, y)
@@ -95,8 +97,33 @@ def test_inpainting_projection_is_exact_outside_crossfades(clips):
     known[2 * RATE - ramp: 3 * RATE + ramp] = False
     assert torch.equal(out[:, known], clips[:, known])
     gap = slice(2 * RATE, 3 * RATE)
-    assert torch.equal(out[:, gap], x_hat[:, gap])
+    fill = x_hat if copy_share is None else op.textured(x_hat, y)
+    assert torch.equal(out[:, gap], fill[:, gap])
     assert rel(op(out), y) < 0.1
+
+
+def test_inpainting_projection_fills_gap_with_copy_texture_at_blended_level():
+    """The gap gets the context copy's phase and the geometric mean of the copy's and the
+    restoration's magnitudes: a tone of amplitude 0.5 around the gap and a restoration of 0.125
+    in quadrature give a fill of amplitude 0.25 in the copy's phase."""
+    t = torch.arange(N) / RATE
+    y_clean = 0.5 * torch.sin(2 * torch.pi * 440 * t)[None]
+    op = Inpainting(RATE, N, [(2.0, 3.0)])
+    y = op(y_clean)
+    x_hat = 0.125 * torch.cos(2 * torch.pi * 440 * t)[None]
+    middle = slice(round(2.2 * RATE), round(2.8 * RATE))
+    fill = op.project(x_hat, y)[0, middle]
+    copy = op.context_copy(y)[0, middle]
+    assert fill.pow(2).mean().sqrt() == pytest.approx(0.25 / 2 ** 0.5, rel=0.02)
+    assert torch.nn.functional.cosine_similarity(fill, copy, dim=0) > 0.999
+
+
+def test_inpainting_copy_share_round_trips_and_is_checked():
+    op = Inpainting(RATE, N, [(2.0, 3.0)], copy_share=0.3)
+    assert from_spec(op.spec()).copy_share == 0.3
+    assert op.for_window(0, RATE * 3).copy_share == 0.3
+    with pytest.raises(ValueError, match="copy_share"):
+        Inpainting(RATE, N, [(2.0, 3.0)], copy_share=1.5)
 
 
 def test_inpainting_measurement_domain_loss_ignores_the_gap(clips):
@@ -291,3 +318,13 @@ def test_separation_level_is_the_mixture_level(stems):
     op = SourceSeparation(RATE, N, ["vocals", "drums", "bass", "other"])
     y = op(stems)
     torch.testing.assert_close(op.level(y), y.pow(2).mean(-1).sqrt())
+
+
+@pytest.mark.parametrize("length", [8, 300, 1500])
+def test_inpainting_texture_fits_short_clips(length):
+    op = Inpainting(RATE, length, [(0.2 * length / RATE, 0.5 * length / RATE)])
+    x = torch.randn(1, length, generator=torch.Generator().manual_seed(0))
+    y = op(x)
+    textured = op.textured(x, y)
+    assert textured.shape == x.shape and torch.isfinite(textured).all()
+    assert torch.equal(textured, x) == (length < 16)

@@ -116,7 +116,10 @@ def test_a_weaker_match_guides_by_its_score_but_is_not_kept():
     y = copy_passages(hole, RATE, middle.guides)
     gap = slice(3 * RATE, round(3.5 * RATE))
     torch.testing.assert_close(y[:, gap], x[:, gap], atol=1e-5, rtol=0)  # y holds the passage
-    assert torch.equal(middle.project(hole, y)[:, gap], hole[:, gap])  # which is not kept
+    # which is not kept: its gap holds the restoration, textured by the passage
+    assert torch.equal(middle.project(hole, y)[:, gap], middle.textured(hole, y)[:, gap])
+    inner = slice(round(3.1 * RATE), round(3.4 * RATE))
+    torch.testing.assert_close(kept.project(hole, y)[:, inner], x[:, inner], atol=1e-5, rtol=0)
     assert float(middle.loss(hole, y)) > 1e-3 > 1e-6 > float(weak.loss(hole, y))
 
 
@@ -145,8 +148,12 @@ def test_projection_keeps_the_passage_but_for_the_seams():
     out = informed.project(fill, y)
     a, b, seam = 3 * RATE, round(3.5 * RATE), round(SEAM_SECONDS * RATE)
     torch.testing.assert_close(out[:, a + seam: b - seam], x[:, a + seam: b - seam])
-    assert torch.allclose(out[:, a: a + 2], fill[:, :2], atol=1e-4)
-    assert torch.equal(op.project(fill, op(x))[:, a + seam: b - seam], fill[:, a + seam: b - seam])
+    textured = informed.textured(fill, y)
+    assert torch.allclose(out[:, a: a + 2], textured[:, a: a + 2], atol=1e-4)
+    # an operator that was not searched textures its fill with the context copy
+    plain = op.project(fill, op(x))[:, a + seam: b - seam]
+    assert torch.equal(plain, op.textured(fill, op(x))[:, a + seam: b - seam])
+    assert torch.equal(op.textured(fill, op(x)), op._with_matches([]).textured(fill, op(x)))
 
 
 def test_a_recording_keeps_its_own_full_band_passage():

@@ -9,6 +9,7 @@ from diffmusic.dsp.spectral import (
     log_compress,
     log_magnitude,
     log_mel,
+    magnitude_blend,
     mel_filterbank,
     mel_magnitude,
     stft,
@@ -16,6 +17,6 @@ from diffmusic.dsp.spectral import (
 
 __all__ = [
     "MelConfig", "add_noise", "fast_griffin_lim", "istft", "log_compress", "log_magnitude",
-    "fit_length", "log_mel", "mel_filterbank", "mel_magnitude", "peak_normalize", "resample",
-    "raised_cosine", "resample_region", "rms_db", "stft",
+    "fit_length", "log_mel", "magnitude_blend", "mel_filterbank", "mel_magnitude",
+    "peak_normalize", "resample", "raised_cosine", "resample_region", "rms_db", "stft",
 ]

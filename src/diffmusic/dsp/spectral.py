@@ -152,3 +152,32 @@ def log_mel(x: Tensor, cfg: MelConfig = MelConfig()) -> Tensor:
 def log_magnitude(x: Tensor, n_fft: int, hop_length: int) -> Tensor:
     """Log-compressed centred STFT magnitude, shape ``(..., n_fft // 2 + 1, frames)``."""
     return log_compress(stft(x, n_fft, hop_length).abs())
+
+
+def magnitude_blend(texture: Tensor, other: Tensor, share: float, n_fft: int,
+                    hop_length: int, max_ratio: float = 8.0) -> Tensor:
+    """``texture`` with each STFT bin's magnitude moved to the weighted geometric mean
+    ``|T| ** share * |O| ** (1 - share)`` of its own and ``other``'s; the phase stays
+    ``texture``'s, and with it the texture's transients and the places of its partials.
+
+    Args:
+        texture: Waveform whose phase is kept, shape ``(..., N)``.
+        other: Waveform whose magnitudes are blended in, same shape.
+        share: Weight of ``texture``'s log-magnitude, in ``[0, 1]``.
+        n_fft: FFT and Hann window size in samples.
+        hop_length: Hop in samples.
+        max_ratio: Bound on ``|O| / |T|`` per bin (and on its inverse), so that a bin where one
+            signal is silent is not boosted from nothing.
+
+    Returns:
+        The blend, shape ``(..., N)``.
+
+    Raises:
+        ValueError: ``share`` outside ``[0, 1]``.
+    """
+    if not 0 <= share <= 1:
+        raise ValueError(f"share {share} must lie in [0, 1]")
+    t, o = stft(texture, n_fft, hop_length), stft(other, n_fft, hop_length)
+    ratio = o.abs().clamp_min(LOG_FLOOR) / t.abs().clamp_min(LOG_FLOOR)
+    gain = ratio.clamp(1 / max_ratio, max_ratio) ** (1 - share)
+    return istft(t * gain, texture.shape[-1], n_fft, hop_length)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Literal
@@ -10,7 +11,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, fit_length, log_mel, raised_cosine, resample_region
+from diffmusic.dsp import (
+    MelConfig,
+    fit_length,
+    log_mel,
+    magnitude_blend,
+    raised_cosine,
+    resample_region,
+)
 from diffmusic.metrics import lsd_in
 from diffmusic.names import CLIP_SAMPLES, DEFAULT_GAP, SAMPLE_RATE
 from diffmusic.operators.base import Operator, Span, weighted_mean
@@ -29,6 +37,14 @@ MIN_GUIDE = 0.6
 """Context similarity below which a passage does not guide the restoration at all."""
 MATCH_WEIGHT = 0.5
 """Weight of a kept passage's log-mel frame in the loss (a measured frame weighs 1)."""
+COPY_SHARE = 0.5
+"""Weight of the copy's log-magnitude in a gap's fill, the rest being the restoration's
+(:meth:`Inpainting.project`)."""
+BLEND_SECONDS = 0.064
+"""STFT window of that blend in seconds (1024 samples at 16 kHz; hop a quarter of it), or the
+largest power of two that the clip holds."""
+MIN_BLEND_SAMPLES = 16
+"""Smallest STFT window of the blend; a shorter clip's fill is the restoration as it is."""
 
 
 def guide_weight(score: float) -> float:
@@ -82,6 +98,8 @@ class Inpainting(Operator):
             :func:`guide_weight`. Those that score at least :data:`MIN_MATCH` are also
             :attr:`used`: :meth:`project` keeps them but for the seams at the gap's edges
             (:func:`~diffmusic.operators.similarity.passage_weights`).
+        copy_share: Weight of the copy's log-magnitude in what :meth:`project` puts in the
+            gaps (:meth:`textured`); ``None``: the restoration as it is.
         **kwargs: ``noise_snr`` and ``loss_domain`` of :class:`Operator`.
     """
 
@@ -93,7 +111,7 @@ class Inpainting(Operator):
     def __init__(self, sample_rate: int, num_samples: int,
                  gaps: Sequence[Gap] = (DEFAULT_GAP,), mask_type: MaskType = "box",
                  crossfade: float = 0.005, matches: Sequence[Match | dict] | None = None,
-                 **kwargs) -> None:
+                 copy_share: float | None = COPY_SHARE, **kwargs) -> None:
         super().__init__(sample_rate, num_samples, **kwargs)
         duration = num_samples / sample_rate
         self.gaps = [(float(s), float(e)) for s, e in gaps]
@@ -103,8 +121,11 @@ class Inpainting(Operator):
             if not 0 <= start < end <= duration + 1e-9:
                 raise ValueError(f"gap {start:g}:{end:g} s must satisfy 0 <= start < end <= "
                                  f"{duration:g} s (the clip length)")
+        if copy_share is not None and not 0 <= copy_share <= 1:
+            raise ValueError(f"copy_share {copy_share} must lie in [0, 1]")
         self.mask_type = mask_type
         self.crossfade = crossfade
+        self.copy_share = copy_share
         mask = torch.ones(num_samples)
         for start, end in self.gaps:
             mask[round(start * sample_rate): round(end * sample_rate)] = 0
@@ -261,16 +282,39 @@ class Inpainting(Operator):
         mask = self.mask.to(y.dtype)
         return (y * mask).sum(-1, keepdim=True) / mask.sum().clamp_min(1)
 
+    def textured(self, x_hat: Tensor, y: Tensor) -> Tensor:
+        """The copy (:meth:`similarity_copy` of the passages this operator holds, the
+        :meth:`context_copy` elsewhere; it never searches) with the restoration's STFT
+        magnitudes blended into its own (:func:`~diffmusic.dsp.magnitude_blend`,
+        :attr:`copy_share`): the restoration's spectrum, the copy's fine structure and
+        transients. ``x_hat`` itself when :attr:`copy_share` is ``None`` (or the clip is shorter
+        than :data:`MIN_BLEND_SAMPLES`).
+
+        Args:
+            x_hat: Restoration, ``(..., N)``.
+            y: Measurement, ``(..., N)``, holding the passages in their gaps as
+                :meth:`with_similarity` returns it.
+        """
+        # the window fits the clip (a clip shorter than the smallest window stays as restored)
+        n_fft = min(2 ** round(math.log2(BLEND_SECONDS * self.sample_rate)),
+                    2 ** math.floor(math.log2(self.num_samples)))
+        if self.copy_share is None or n_fft < MIN_BLEND_SAMPLES:
+            return x_hat
+        copy = self.without_similarity().similarity_copy(y).to(x_hat.dtype)
+        return magnitude_blend(copy, x_hat, self.copy_share, n_fft, n_fft // 4)
+
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
-        """The known samples with the restoration in the gaps (raised-cosine crossfades), the
-        fill scaled down where it would peak above the known samples' peak: the measurement
-        shows the recording's level (a clipped recording's fill stays below its clip level).
-        Gaps that hold a copied passage keep it but for the seams at their edges."""
+        """The known samples with the :meth:`textured` restoration in the gaps (raised-cosine
+        crossfades), the fill scaled down where it would peak above the known samples' peak:
+        the measurement shows the recording's level (a clipped recording's fill stays below
+        its clip level). Gaps that hold a copied passage keep it but for the seams at their
+        edges."""
         keep = (self.crossfade_mask() + self.passage).to(x_hat.dtype)
+        fill = self.textured(x_hat, y)
         known_peak = (y * self.mask.to(y.dtype)).abs().amax(-1, keepdim=True)
-        fill_peak = (x_hat * (keep < 1)).abs().amax(-1, keepdim=True).clamp_min(1e-12)
+        fill_peak = (fill * (keep < 1)).abs().amax(-1, keepdim=True).clamp_min(1e-12)
         # a convex mix of two signals within the known peak stays within it
-        return keep * y + (1 - keep) * x_hat * (known_peak / fill_peak).clamp(max=1)
+        return keep * y + (1 - keep) * fill * (known_peak / fill_peak).clamp(max=1)
 
     def zero_fill(self, y: Tensor) -> Tensor:
         """Zeros in the gaps."""
@@ -309,7 +353,7 @@ class Inpainting(Operator):
 
     def _spec_args(self) -> dict:
         return {"gaps": [list(g) for g in self.gaps], "mask_type": self.mask_type,
-                "crossfade": self.crossfade,
+                "crossfade": self.crossfade, "copy_share": self.copy_share,
                 "matches": None if self.matches is None else [m.to_dict() for m in self.matches]}
 
 
