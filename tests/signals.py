@@ -6,8 +6,9 @@ RATE = 16000
 N = 81920
 
 
-def music_like(seed: int, n: int = N, rate: int = RATE) -> torch.Tensor:
-    """Decaying harmonic notes over a soft pink-ish noise floor, shape ``(n,)``, peak < 1."""
+def music_like(seed: int, n: int = N, rate: int = RATE, floor: float = 0.3) -> torch.Tensor:
+    """Decaying harmonic notes over a soft pink-ish noise floor (``floor`` of the notes' peak;
+    0: none), shape ``(n,)``, peak < 1."""
     gen = torch.Generator().manual_seed(seed)
     t = torch.arange(n) / rate
     x = torch.zeros(n)
@@ -18,7 +19,7 @@ def music_like(seed: int, n: int = N, rate: int = RATE) -> torch.Tensor:
             x += env * torch.sin(2 * torch.pi * f0 * h * t) / h**1.5
     noise = torch.randn(n, generator=gen)
     pink = torch.fft.irfft(torch.fft.rfft(noise) / torch.arange(1, n // 2 + 2).sqrt(), n)
-    x = x + 0.3 * pink / pink.abs().max()
+    x = x + floor * pink / pink.abs().max()
     return 0.5 * x / x.abs().max()
 
 

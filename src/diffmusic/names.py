@@ -12,9 +12,9 @@ CLIP_SAMPLES = 81920
 """Samples of one protocol clip (5.12 s at :data:`SAMPLE_RATE`: 128 latent frames of 640
 samples), the native window of every shipped prior (a prior's own is ``Prior.window``)."""
 TASKS = ("inpainting", "super_resolution", "phase_retrieval", "source_separation",
-         "dereverberation")
-"""The restoration tasks, in the order of the paper's table (``diffmusic.operators.OPERATORS``
-has one operator per name)."""
+         "dereverberation", "declipping", "denoising")
+"""The restoration tasks, in the order of the paper's table and then the real-world
+degradations (``diffmusic.operators.OPERATORS`` has one operator per name)."""
 SAMPLER_NAMES = ("diffmusic", "dps", "dsg", "mpgd", "ddim")
 """The samplers (``diffmusic.samplers.SAMPLERS`` has one function per name)."""
 AUTO_SAMPLER = "auto"
@@ -26,6 +26,8 @@ SUPER_RESOLUTION_FACTORS = (2, 4, 8)
 DEFAULT_GAP = (2.0, 3.0)
 """The paper's inpainting gap in seconds: ``--gap``'s default (the benchmark scales it to its
 clips' length, see :meth:`diffmusic.operators.Inpainting.from_options`)."""
+NOISE_COLOURS = ("white", "pink", "brown")
+"""Noise spectra of the denoising degradation: flat, falling 3 dB or 6 dB per octave."""
 MASK_TYPES = ("box", "random", "periodic")
 """Inpainting masks: the gap list, 30 % in 0.1 s holes, 0.1 s every 1 s."""
 CHANNEL_MODES = ("independent", "mid-side")

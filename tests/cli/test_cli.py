@@ -28,7 +28,8 @@ DURATION = 1.3
 LENGTH = round(DURATION * RATE)
 FAST = ["--prior", "tiny", "--steps", "2", "--quiet"]
 TASK_ARGS = {"inpainting": ["--gap", "0.5:0.75"], "super_resolution": ["--factor", "4"],
-             "phase_retrieval": [], "source_separation": [], "dereverberation": ["--rt60", "0.3"]}
+             "phase_retrieval": [], "source_separation": [], "dereverberation": ["--rt60", "0.3"],
+             "declipping": ["--input-sdr", "3"], "denoising": ["--snr", "10", "--noise", "pink"]}
 
 
 def write_wav(path: Path, wave: torch.Tensor) -> Path:
@@ -55,6 +56,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "garbage.wav").write_bytes(b"RIFF\x00\x01garbage, not audio" * 40)
     np.save(root / "magnitude.npy", PhaseRetrieval(RATE, 17600)(damaged[None])[0].numpy())
     sf.write(root / "low.wav", music_like(5, n=4400, rate=4000).numpy(), 4000, subtype="FLOAT")
+    sf.write(root / "short.wav", music_like(6, n=RATE // 10).numpy(), RATE, subtype="FLOAT")
     return root
 
 
@@ -194,7 +196,7 @@ ERRORS = {
                     "--gap"),
     "reversed gap": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--gap", "3:2"],
                      "--gap"),
-    "unknown task": (["degrade", "{in}/song.wav", "--task", "denoising"], "--task"),
+    "unknown task": (["degrade", "{in}/song.wav", "--task", "upmixing"], "--task"),
     "one step": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--steps", "1"],
                  "--steps"),
     "garbage wav": (["restore", "{in}/garbage.wav", "--task", "inpainting"], "garbage.wav"),
@@ -211,6 +213,17 @@ ERRORS = {
                                  "--warm-start", "0"], "--warm-start"),
     "positive level": (["restore", "{in}/damaged.wav", "--task", "inpainting", "--level", "3"],
                        "--level"),
+    "nothing to declip": (["restore", "{in}/song.wav", "--task", "declipping"], "no clipping"),
+    "noise of a 0.1 s file": (["restore", "{in}/short.wav", "--task", "denoising"],
+                              "too short to estimate the noise"),
+    "noise sample outside": (["restore", "{in}/song.wav", "--task", "denoising",
+                              "--noise-sample", "0.2:9"], "noise sample"),
+    "noise sample of another task": (["restore", "{in}/song.wav", "--task", "inpainting",
+                                      "--noise-sample", "0:0.5"], "--noise-sample"),
+    "clip level of another task": (["restore", "{in}/damaged.wav", "--task", "inpainting",
+                                    "--clip-level", "0.5"], "--clip-level"),
+    "negative input SDR": (["degrade", "{in}/song.wav", "--task", "declipping", "--input-sdr",
+                            "-3"], "--input-sdr"),
 }
 
 
@@ -268,7 +281,7 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
     assert code == 0, err
     page = (tmp_path / "index.html").read_text()
     pngs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
-    assert len(pngs) == 4 + 3  # one per single-source task, one per separated stem
+    assert len(pngs) == len(TASK_ARGS) - 1 + 3  # one per single-source task, one per stem
     for png in pngs:
         assert png in page and (tmp_path / png).stat().st_size > 1000
     for task in TASK_ARGS:

@@ -156,7 +156,8 @@ LONG = 88_000
 FOLDER_OPTIONS = {"inpainting": {"gaps": [(1.0, 1.2), (4.0, 4.3)]},
                   "super_resolution": {"factor": 4}, "phase_retrieval": {},
                   "source_separation": {"sources": ["a", "b"]},
-                  "dereverberation": {"rt60": 0.3}}
+                  "dereverberation": {"rt60": 0.3}, "declipping": {"input_sdr": 3.0},
+                  "denoising": {"snr": 10.0}}
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -7,6 +7,7 @@ from signals import RATE, N
 from diffmusic.dsp import MelConfig, log_mel, stft
 from diffmusic.operators import (
     TASKS,
+    Declipping,
     Dereverberation,
     Inpainting,
     PhaseRetrieval,
@@ -29,6 +30,7 @@ SINGLE = {
     "super_resolution_8": lambda: SuperResolution(RATE, N, 8),
     "phase_retrieval": lambda: PhaseRetrieval(RATE, N, iterations=60),
     "dereverberation": lambda: Dereverberation(RATE, N),
+    "declipping": lambda: Declipping(RATE, N, clip_level=0.2),
 }
 
 
@@ -38,7 +40,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_every_task_has_an_operator():
     assert set(TASKS) == {"inpainting", "super_resolution", "phase_retrieval",
-                          "source_separation", "dereverberation"}
+                          "source_separation", "dereverberation", "declipping", "denoising"}
 
 
 @pytest.mark.parametrize("name", SINGLE)
@@ -308,7 +310,11 @@ def test_separation_mel_loss_prefers_the_true_stems(stems):
 def test_operators_are_homogeneous_and_read_the_clean_level(name, clips):
     op = SINGLE[name]()
     y = op(clips)
-    torch.testing.assert_close(op(0.1 * clips), 0.1 * y, rtol=1e-4, atol=1e-6 * y.abs().max())
+    # the operator of the scaled measurement (declipping's level scales; the others are the same)
+    scaled = op.rescaled(torch.full((2,), 0.1))
+    assert (scaled is op) == (name != "declipping")
+    torch.testing.assert_close(scaled(0.1 * clips), 0.1 * y, rtol=1e-4,
+                               atol=1e-6 * y.abs().max())
     level_db = 20 * torch.log10(op.level(y) / clips.pow(2).mean(-1).sqrt())
     # a reverberant measurement reads high by the tail's energy; lost samples read low
     assert float(level_db.abs().max()) < 4.0, level_db

@@ -33,6 +33,11 @@ class OperatorOptions:
         noise_snr: Measurement noise SNR in dB (``None``: noiseless).
         seed: Seed of the random mask, the synthetic response and the measurement noise.
         sources: Source names for separation.
+        clip_level: Declipping: the clip level (``None``: read from the recording).
+        input_sdr: Declipping (``degrade``): clip to this input SDR in dB.
+        noise_sample: Denoising: a noise-only stretch in seconds.
+        snr: Denoising (``degrade``): the SNR in dB of the added noise.
+        noise: Denoising (``degrade``): its colour.
     """
 
     task: str
@@ -44,6 +49,11 @@ class OperatorOptions:
     noise_snr: float | None = None
     seed: int = 0
     sources: list[str] | None = None
+    clip_level: float | None = None
+    input_sdr: float | None = None
+    noise_sample: tuple[float, float] | None = None
+    snr: float | None = None
+    noise: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:

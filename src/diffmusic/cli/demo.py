@@ -1,4 +1,4 @@
-"""``diffmusic demo``: all five tasks on a test clip, with spectrograms, metrics and a web page."""
+"""``diffmusic demo``: every task on a test clip, with spectrograms, metrics and a web page."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ TASK_TEXT = {
     "source_separation": "The sum of three synthetic stems; each stem is restored from the "
                          "mixture, conditioned on its name.",
     "dereverberation": "Convolved with a synthetic room response (RT60 0.5 s, seed 0).",
+    "declipping": "Clipped at the level that leaves an input SDR of 7 dB; the restoration reads "
+                  "the level from the pile-up of the clipped samples.",
+    "denoising": "White noise added at 20 dB SNR; the restoration reads the noise spectrum from "
+                 "the recording (minimum statistics).",
 }
 SCORE_NAMES = {"lsd": "LSD", "lsd_hf": "LSD-HF", "lsd_gap": "gap LSD"}
 """The operators' scores shown for one-source tasks, with their column names."""

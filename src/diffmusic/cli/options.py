@@ -26,7 +26,11 @@ from diffmusic.names import (
 
 TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "inpainting"),
                 "factor": ("--factor", "super_resolution"), "rt60": ("--rt60", "dereverberation"),
-                "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation")}
+                "rir": ("--rir", "dereverberation"), "sources": ("--sources", "source_separation"),
+                "clip_level": ("--clip-level", "declipping"),
+                "input_sdr": ("--input-sdr", "declipping"),
+                "noise_sample": ("--noise-sample", "denoising"), "snr": ("--snr", "denoising"),
+                "noise": ("--noise", "denoising")}
 """Task-specific options: attribute -> (flag, the task it applies to)."""
 if TYPE_CHECKING:
     from diffmusic.restoration import Settings
@@ -75,6 +79,14 @@ def seed_type(text: str) -> int:
     return seed
 
 
+def noise_sample_type(text: str) -> tuple[float, float]:
+    """Parse ``--noise-sample``: one stretch, written as a ``--gap``."""
+    stretches = gap_type(text)
+    if len(stretches) != 1:
+        raise argparse.ArgumentTypeError(f"expected one stretch START-END, got {text!r}")
+    return stretches[0]
+
+
 def positive_float(text: str) -> float:
     """Parse a finite number greater than 0."""
     value = _number(text, float)
@@ -116,6 +128,12 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
                      help="dereverberation: RT60 of the synthetic room response (default 0.5)")
     rir.add_argument("--rir", type=Path, metavar="FILE",
                      help="dereverberation: a room impulse response audio file")
+    group.add_argument("--clip-level", type=positive_float, metavar="LEVEL",
+                       help="declipping: the level the recording was clipped at (full scale 1; "
+                            "default: read from the pile-up of its samples)")
+    group.add_argument("--noise-sample", type=noise_sample_type, metavar="START-END",
+                       help="denoising: a noise-only stretch to read the noise spectrum from "
+                            "(default: minimum statistics over the whole recording)")
     if sources:
         group.add_argument("--sources", type=sources_type, metavar="A,B,...",
                            help="source_separation: source names (default "

@@ -22,6 +22,7 @@ from diffmusic.names import (
     CLIP_MODES,
     CLIP_SAMPLES,
     DEFAULT_PRIOR,
+    NOISE_COLOURS,
     SAMPLE_RATE,
     STEMS,
 )
@@ -74,6 +75,12 @@ def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.Argumen
     add_operator_options(parser, task_required=True)
     parser.add_argument("--noise-snr", type=float, metavar="DB",
                         help="add white measurement noise at this SNR (default: none)")
+    parser.add_argument("--input-sdr", type=positive_float, metavar="DB",
+                        help="declipping: clip at the level that leaves this input SDR")
+    parser.add_argument("--snr", type=float, metavar="DB",
+                        help="denoising: add noise at this SNR (default 20)")
+    parser.add_argument("--noise", choices=NOISE_COLOURS,
+                        help="denoising: the noise's colour (default white)")
     parser.add_argument("--seed", type=seed_type, default=0,
                         help="seed of the random mask, the synthetic room response and the "
                              "noise (default 0)")

@@ -296,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
 def measurement_from_args(args: argparse.Namespace) -> Measurement:
     """The measurement folder ``restore`` was given (without --task)."""
     source: Path = args.input[0]
-    given = [flag for attr, (flag, _) in TASK_OPTIONS.items() if getattr(args, attr) is not None]
+    given = [flag for attr, (flag, _) in TASK_OPTIONS.items()
+             if getattr(args, attr, None) is not None]  # degrade's own (--input-sdr) are absent
     given += ["--mask"] if args.mask_file is not None else []
     if source.is_dir():
         if args.task or given:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from diffmusic.operators.base import Operator
+from diffmusic.operators.declipping import Declipping
+from diffmusic.operators.denoising import Denoising
 from diffmusic.operators.dereverberation import Dereverberation, synthetic_rir
 from diffmusic.operators.inpainting import Inpainting, make_gaps
 from diffmusic.operators.phase_retrieval import PhaseRetrieval
@@ -11,7 +13,8 @@ from diffmusic.operators.super_resolution import SuperResolution
 
 OPERATORS: dict[str, type[Operator]] = {
     cls.task: cls
-    for cls in (Inpainting, SuperResolution, PhaseRetrieval, SourceSeparation, Dereverberation)
+    for cls in (Inpainting, SuperResolution, PhaseRetrieval, SourceSeparation, Dereverberation,
+                Declipping, Denoising)
 }
 TASKS = tuple(OPERATORS)
 
@@ -26,6 +29,7 @@ def from_spec(spec: dict) -> Operator:
 
 
 __all__ = [
-    "OPERATORS", "STEMS", "TASKS", "Dereverberation", "Inpainting", "Operator", "PhaseRetrieval",
-    "SourceSeparation", "SuperResolution", "from_spec", "make_gaps", "synthetic_rir",
+    "OPERATORS", "STEMS", "TASKS", "Declipping", "Denoising", "Dereverberation", "Inpainting",
+    "Operator", "PhaseRetrieval", "SourceSeparation", "SuperResolution", "from_spec",
+    "make_gaps", "synthetic_rir",
 ]

@@ -160,7 +160,7 @@ class Operator(nn.Module, ABC):
         if name not in self.baseline_names:
             raise ValueError(f"unknown baseline {name!r} for {self.task}; "
                              f"choose from {', '.join(self.baseline_names)}")
-        return getattr(self, name)(y)
+        return getattr(self.fitted(y), name)(y)
 
     def audible(self, y: Tensor) -> tuple[Tensor, str | None]:
         """The measurement as audio at :attr:`sample_rate`, and the baseline that made it.
@@ -206,6 +206,21 @@ class Operator(nn.Module, ABC):
     def region_margin(self) -> int:
         """Samples beyond each of :meth:`regions` that a projected restoration changes."""
         return 0
+
+    def fitted(self, y: Tensor) -> Operator:
+        """This operator with what it reads from its measurement ``y`` ``(B, ...)`` before a
+        restoration (declipping: each signal's clip level); here itself.
+
+        Raises:
+            ValueError: ``y`` shows nothing to restore.
+        """
+        return self
+
+    def rescaled(self, gain: Tensor) -> Operator:
+        """The operator of the measurements ``gain * y`` (``gain`` ``(B,)``): here itself, as
+        every operator that is positively homogeneous (``A(c x) = c A(x)``, see
+        :meth:`level`); declipping scales its clip level."""
+        return self
 
     def with_similarity(self, y: Tensor) -> tuple[Operator, Tensor]:
         """The operator and measurement of a restoration that may use what the rest of a long

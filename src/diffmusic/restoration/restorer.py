@@ -194,6 +194,7 @@ class Restorer:
         if length <= 0:
             raise ValueError("the recording holds no samples")
         segment, overlap = self.window_samples()
+        operator = operator.fitted(y)
         if self.settings.similarity:
             operator, y = operator.with_similarity(y)
         regions = operator.regions()
@@ -284,6 +285,8 @@ class Restorer:
             raise ValueError(f"{operator.task} measures {operator.measurement_kind}s, not "
                              "audio; restore them with restore_windows")
         mid_side = channels == "mid-side" and wave.shape[0] == 2
+        # read at the recording's own rate (a resampled clipping plateau ripples)
+        operator = operator.fitted(to_mid_side(wave) if mid_side else wave)
         y = resample(to_mid_side(wave) if mid_side else wave, rate, operator.measurement_rate)
         if self.settings.similarity:  # here, so that keep_original sees the matches
             operator, y = operator.with_similarity(y)

@@ -86,7 +86,9 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
             callback: Callback | None = None) -> Restoration:
     """Restore measurements ``y`` (batch ``B``) with a sampler and the operator's projection.
 
-    With ``settings.similarity`` the operator first looks for what the measurement repeats
+    The operator first reads what it needs from the measurement
+    (:meth:`~diffmusic.operators.Operator.fitted`). With ``settings.similarity`` it then looks
+    for what the measurement repeats
     (:meth:`~diffmusic.operators.Operator.with_similarity`; an operator searched already, as a
     recording's windows are, keeps its matches).
 
@@ -105,6 +107,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
     if operator.sample_rate != prior.sample_rate:
         raise ValueError(f"operator at {operator.sample_rate} Hz but prior at "
                          f"{prior.sample_rate} Hz")
+    operator = operator.fitted(y)
     if settings.similarity:
         operator, y = operator.with_similarity(y)
     generator = torch.Generator(device=prior.device).manual_seed(settings.seed)
@@ -119,10 +122,11 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
     gain_db = level_gain_db(operator, y_ac, settings.level_db)
     gain = 10 ** (gain_db / 20)
     y_in = y_ac * _per_item(gain, y_ac)
+    at_level = operator.rescaled(gain)
     start = warm_start_from_baseline(
-        prior, operator if settings.similarity else operator.without_similarity(), y_in,
+        prior, at_level if settings.similarity else at_level.without_similarity(), y_in,
         resolved.warm_start)
-    sample = SAMPLERS[resolved.sampler](prior, operator, y_in, steps=settings.steps,
+    sample = SAMPLERS[resolved.sampler](prior, at_level, y_in, steps=settings.steps,
                                         generator=generator, cond=cond, callback=callback,
                                         start=start, **resolved.kwargs)
     raw = sample.wave.float() / _per_item(gain, sample.wave) + offset
