@@ -7,7 +7,7 @@ import pytest
 import torch
 from signals import music_like
 
-from diffmusic.dsp import stft
+from diffmusic.dsp import resample, stft
 from diffmusic.metrics import si_sdr
 from diffmusic.operators import Denoising, from_spec
 from diffmusic.operators.denoising import coloured_noise
@@ -111,3 +111,13 @@ def test_a_44k_recording_keeps_a_denoised_upper_band(clean):
     upper = slice(round(9000 / rate * 2048), None)  # above the restoration's band
     assert float(spec_out[..., upper, :].pow(2).mean()) < 0.5 * float(
         spec_in[..., upper, :].pow(2).mean())
+
+
+def test_the_noise_read_at_another_rate_is_this_operators(clean):
+    op = Denoising(RATE, N, snr=10.0)
+    y = op.degrade(clean, torch.Generator().manual_seed(8))
+    at_16k = torch.tensor(op.fitted(y).noise_power)
+    from_48k = torch.tensor(op.fitted(resample(y, RATE, 48000), 48000).noise_power)
+    assert from_48k.shape == at_16k.shape
+    error_db = 10 * torch.log10(from_48k / at_16k)[:, 4:-40]  # below the resampler's roll-off
+    assert float(error_db.abs().median()) < 0.5

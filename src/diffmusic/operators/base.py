@@ -207,9 +207,11 @@ class Operator(nn.Module, ABC):
         """Samples beyond each of :meth:`regions` that a projected restoration changes."""
         return 0
 
-    def fitted(self, y: Tensor) -> Operator:
+    def fitted(self, y: Tensor, rate: int | None = None) -> Operator:
         """This operator with what it reads from its measurement ``y`` ``(B, ...)`` before a
-        restoration (declipping: each signal's clip level); here itself.
+        restoration (declipping: each signal's clip level; denoising: the noise spectrum); here
+        itself. ``rate``: the rate of an audio ``y`` in Hz when it is not
+        :attr:`measurement_rate` (a recording read at its own rate).
 
         Raises:
             ValueError: ``y`` shows nothing to restore.

@@ -134,9 +134,10 @@ class Declipping(Operator):
             raise ValueError(f"{levels.numel()} clip levels for {like.shape[0]} signals")
         return levels.expand(like.shape[0])[:, None]
 
-    def fitted(self, y: Tensor) -> Declipping:
+    def fitted(self, y: Tensor, rate: int | None = None) -> Declipping:
         """This operator with the clip level of each signal of ``y`` ``(B, N)`` read from its
-        histogram (:func:`clip_levels`), unless it was given.
+        histogram (:func:`clip_levels`), unless it was given; best at the recording's own
+        ``rate`` (a resampled plateau ripples), which the level does not depend on.
 
         Raises:
             ValueError: A signal shows no clipping (nothing to declip).

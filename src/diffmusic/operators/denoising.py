@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, istft, mel_filterbank, stft
+from diffmusic.dsp import MelConfig, istft, mel_filterbank, resample, stft
 from diffmusic.dsp.spectral import LOG_FLOOR
 from diffmusic.names import NOISE_COLOURS
 from diffmusic.operators.base import Operator, resampled_like, weighted_mean
@@ -146,15 +146,18 @@ class Denoising(Operator):
             raise ValueError(f"{power.shape[0]} noise spectra for {like.shape[0]} signals")
         return power.expand(like.shape[0], -1)[..., None]
 
-    def fitted(self, y: Tensor) -> Denoising:
-        """This operator with the noise spectrum of each signal of ``y`` ``(B, N)``: the mean
-        periodogram of :attr:`noise_sample`, else minimum statistics (:func:`noise_power`).
+    def fitted(self, y: Tensor, rate: int | None = None) -> Denoising:
+        """This operator with the noise spectrum of each signal of ``y`` ``(B, N)`` (at ``rate``,
+        default :attr:`sample_rate`): the mean periodogram of :attr:`noise_sample`, else minimum
+        statistics (:func:`noise_power`), at this operator's rate.
 
         Raises:
             ValueError: Too little audio to estimate it from.
         """
         if self.noise_power is not None:
             return self
+        if rate is not None and rate != self.sample_rate:
+            y = resample(y, rate, self.sample_rate)
         if self.noise_sample is not None:
             a, b = (round(t * self.sample_rate) for t in self.noise_sample)
             part = y[..., a:b]

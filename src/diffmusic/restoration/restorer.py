@@ -286,7 +286,7 @@ class Restorer:
                              "audio; restore them with restore_windows")
         mid_side = channels == "mid-side" and wave.shape[0] == 2
         # read at the recording's own rate (a resampled clipping plateau ripples)
-        operator = operator.fitted(to_mid_side(wave) if mid_side else wave)
+        operator = operator.fitted(to_mid_side(wave) if mid_side else wave, rate)
         y = resample(to_mid_side(wave) if mid_side else wave, rate, operator.measurement_rate)
         if self.settings.similarity:  # here, so that keep_original sees the matches
             operator, y = operator.with_similarity(y)
