@@ -153,7 +153,7 @@ def test_projection_keeps_the_passage_but_for_the_seams():
     # an operator that was not searched textures its fill with the context copy
     plain = op.project(fill, op(x))[:, a + seam: b - seam]
     assert torch.equal(plain, op.textured(fill, op(x))[:, a + seam: b - seam])
-    assert torch.equal(op.textured(fill, op(x)), op._with_matches([]).textured(fill, op(x)))
+    assert torch.equal(op.textured(fill, op(x)), op._with(matches=[]).textured(fill, op(x)))
 
 
 def test_a_recording_keeps_its_own_full_band_passage():

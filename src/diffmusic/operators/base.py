@@ -191,6 +191,11 @@ class Operator(nn.Module, ABC):
         """This operator for the window ``[start, start + length)`` of its clip (samples)."""
         return type(self)(**{**self._window_args(start, length), "num_samples": length})
 
+    def _with(self, **changes: object) -> Operator:
+        """This operator with some constructor arguments changed."""
+        return type(self)(**{**self._window_args(0, self.num_samples),
+                             "num_samples": self.num_samples, **changes})
+
     def _window_args(self, start: int, length: int) -> dict:
         """Constructor arguments of :meth:`for_window` beyond ``num_samples``."""
         spec = self.spec()

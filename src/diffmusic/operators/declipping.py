@@ -112,7 +112,7 @@ class Declipping(Operator):
         levels = None if clip_level is None else (
             [float(clip_level)] if isinstance(clip_level, (int, float)) else
             [float(v) for v in clip_level])
-        if levels is not None and not all(0 < v <= 1e3 for v in levels):
+        if levels is not None and not all(v > 0 for v in levels):
             raise ValueError(f"clip level must be positive, got {clip_level}")
         if input_sdr is not None and not (math.isfinite(input_sdr) and input_sdr > 0):
             raise ValueError(f"input SDR must be a positive number of dB, got {input_sdr}")
@@ -149,11 +149,6 @@ class Declipping(Operator):
             raise ValueError("no clipping found: the samples do not pile up at a level "
                              "(give --clip-level to declip anyway)")
         return self._with(clip_level=levels)
-
-    def _with(self, **changes: object) -> Declipping:
-        """This operator with some constructor arguments changed."""
-        return type(self)(**{**self._window_args(0, self.num_samples),
-                             "num_samples": self.num_samples, **changes})
 
     def rescaled(self, gain: Tensor) -> Declipping:
         """The level scaled with the measurement, per signal."""

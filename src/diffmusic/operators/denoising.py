@@ -26,6 +26,9 @@ SMOOTH_FRAMES = 4
 """Frames on each side over which the periodogram is averaged before its minimum is taken."""
 MIN_QUANTILE = 0.01
 """Quantile over time of the smoothed periodogram that minimum statistics read per bin."""
+MEDIAN_BINS = 16
+"""Bins on each side of the running median over frequency that smooths the estimate: hiss is
+broadband, so a narrow peak in it is a sustained tone of the music (a drone), not noise."""
 MIN_SECONDS = 0.5
 """Least audio (or noise sample) in seconds from which the noise spectrum is estimated."""
 GAIN_FLOOR = 0.1
@@ -34,9 +37,10 @@ GAIN_FLOOR = 0.1
 
 def noise_power(y: Tensor, n_fft: int, quantile: float = MIN_QUANTILE) -> Tensor:
     """The noise's mean power per STFT bin of each signal of ``y`` ``(B, N)`` by minimum
-    statistics (Martin 2001, simplified for stationary noise): the periodogram averaged over
-    ``2 * SMOOTH_FRAMES + 1`` frames, its ``quantile`` over time, times the ratio of the mean
-    to that quantile for noise alone (calibrated on white noise of the same length).
+    statistics (Martin 2001, simplified for stationary broadband noise): the periodogram
+    averaged over ``2 * SMOOTH_FRAMES + 1`` frames, its ``quantile`` over time, a running median
+    over ``2 * MEDIAN_BINS + 1`` bins, times the ratio of the mean to all that for noise alone
+    (calibrated on white noise of the same length).
 
     Returns:
         ``(B, n_fft // 2 + 1)``.
@@ -45,7 +49,9 @@ def noise_power(y: Tensor, n_fft: int, quantile: float = MIN_QUANTILE) -> Tensor
         power = stft(x, n_fft, n_fft // 4).abs().pow(2)
         smooth = F.avg_pool1d(power.flatten(0, 1)[:, None], 2 * SMOOTH_FRAMES + 1, 1,
                               SMOOTH_FRAMES, count_include_pad=False)[:, 0]
-        return smooth.reshape(power.shape).quantile(quantile, dim=-1)
+        low = smooth.reshape(power.shape).quantile(quantile, dim=-1)
+        padded = F.pad(low[:, None], (MEDIAN_BINS, MEDIAN_BINS), mode="replicate")[:, 0]
+        return padded.unfold(-1, 2 * MEDIAN_BINS + 1, 1).median(-1).values
 
     reference = torch.randn(1, y.shape[-1], generator=torch.Generator().manual_seed(0),
                             dtype=y.dtype)
@@ -125,11 +131,6 @@ class Denoising(Operator):
         self.noise_sample = noise_sample
         self.snr = float(snr)
         self.noise = noise
-
-    def _with(self, **changes: object) -> Denoising:
-        """This operator with some constructor arguments changed."""
-        return type(self)(**{**self._window_args(0, self.num_samples),
-                             "num_samples": self.num_samples, **changes})
 
     def powers(self, like: Tensor) -> Tensor:
         """The noise power per bin as ``(B, F, 1)`` (one spectrum broadcast to every signal).

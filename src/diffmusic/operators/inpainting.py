@@ -208,19 +208,14 @@ class Inpainting(Operator):
         if self.matches is not None:
             return self, y
         y = fit_length(y, self.num_samples)
-        operator = self._with_matches(find_matches(y, self.sample_rate, self.regions()))
+        operator = self._with(matches=find_matches(y, self.sample_rate, self.regions()))
         return operator, copy_passages(y * self.mask.to(y.dtype), self.sample_rate,
                                        operator.guides)
 
     def without_similarity(self) -> Inpainting:
         """This operator with no passage, if it was not searched (:meth:`similarity_copy` is
         then the :meth:`context_copy`)."""
-        return self if self.matches is not None else self._with_matches([])
-
-    def _with_matches(self, matches: Sequence[Match]) -> Inpainting:
-        """This operator with ``matches`` (the whole clip's, in seconds from its start)."""
-        return type(self)(**{**self._window_args(0, self.num_samples), "matches": matches,
-                             "num_samples": self.num_samples})
+        return self if self.matches is not None else self._with(matches=[])
 
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:
