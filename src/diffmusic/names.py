@@ -23,6 +23,10 @@ STEMS = ("vocals", "drums", "bass", "other")
 """Default sources of separation: the MUSDB18 stems."""
 SUPER_RESOLUTION_FACTORS = (2, 4, 8)
 """Downsampling factors of the super-resolution operator."""
+AUTO_CUTOFF = "auto"
+"""The super-resolution cutoff read from the recording (``--cutoff auto``)."""
+LOWPASS_FILTERS = ("cheby1", "butter")
+"""Low-pass filters that ``degrade --task super_resolution --cutoff HZ`` band-limits with."""
 DEFAULT_GAP = (2.0, 3.0)
 """The paper's inpainting gap in seconds: ``--gap``'s default (the benchmark scales it to its
 clips' length, see :meth:`diffmusic.operators.Inpainting.from_options`)."""

@@ -19,6 +19,7 @@ from diffmusic.measurement import write_measurement
 from diffmusic.operators import (
     TASKS,
     PhaseRetrieval,
+    SuperResolution,
 )
 
 FAST = ["--prior", "tiny", "--steps", "2", "--quiet"]
@@ -148,6 +149,27 @@ def test_cli_super_resolution_keeps_the_input_rate(tmp_path: Path,
     restored = torch.from_numpy(sf.read(tmp_path / f"bright_{rate}.wav", dtype="float32")[0].T)
     error, level = (band_levels(x, rate, [(0, 1700)])[0] for x in (restored - low, low))
     assert error < 1e-4 * level
+
+
+def test_cli_reads_an_unknown_cutoff_and_keeps_the_band_below_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rate = 44100
+    stereo_song(tmp_path / "song.wav", 3.0, rate, [])
+    wave, _ = sf.read(tmp_path / "song.wav", dtype="float32")
+    dull = SuperResolution(rate, len(wave), cutoff=4000.0).degrade(torch.from_numpy(wave.T.copy()))
+    sf.write(tmp_path / "dull.wav", dull.T.numpy(), rate, subtype="FLOAT")
+    out = tmp_path / "bright.wav"
+    code = main(["restore", str(tmp_path / "dull.wav"), "--task", "super_resolution", "-o",
+                 str(out), "--segment", "2.56", *FAST])  # no --factor: --cutoff auto
+    assert code == 0, capsys.readouterr().err
+    restored, got_rate = sf.read(out, dtype="float32")
+    assert got_rate == rate and restored.shape == wave.shape
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert abs(record["operator"]["cutoff"] - 4000) <= 200
+    restored = torch.from_numpy(restored.T.copy())
+    error, level = (band_levels(x, rate, [(0, 3000)])[0] for x in (restored - dull, dull))
+    new, old = (band_levels(x, rate, [(5000, 7500)])[0] for x in (restored, dull))
+    assert error < 1e-3 * level and new > 10 * old
 
 
 LONG = 88_000

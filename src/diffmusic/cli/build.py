@@ -38,6 +38,9 @@ class OperatorOptions:
         noise_sample: Denoising: a noise-only stretch in seconds.
         snr: Denoising (``degrade``): the SNR in dB of the added noise.
         noise: Denoising (``degrade``): its colour.
+        cutoff: Super-resolution of a low-passed recording: the cutoff in Hz, or ``"auto"``.
+        order: Super-resolution (``degrade --cutoff``): the low-pass's order.
+        filter: Super-resolution (``degrade --cutoff``): ``cheby1`` or ``butter``.
     """
 
     task: str
@@ -54,6 +57,9 @@ class OperatorOptions:
     noise_sample: tuple[float, float] | None = None
     snr: float | None = None
     noise: str | None = None
+    cutoff: float | str | None = None
+    order: int | None = None
+    filter: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import parse_gap_list
 from diffmusic.names import (
+    AUTO_CUTOFF,
     AUTO_SAMPLER,
     DEVICES,
     DTYPES,
@@ -30,7 +31,9 @@ TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "i
                 "clip_level": ("--clip-level", "declipping"),
                 "input_sdr": ("--input-sdr", "declipping"),
                 "noise_sample": ("--noise-sample", "denoising"), "snr": ("--snr", "denoising"),
-                "noise": ("--noise", "denoising")}
+                "noise": ("--noise", "denoising"), "cutoff": ("--cutoff", "super_resolution"),
+                "order": ("--order", "super_resolution"),
+                "filter": ("--filter", "super_resolution")}
 """Task-specific options: attribute -> (flag, the task it applies to)."""
 if TYPE_CHECKING:
     from diffmusic.restoration import Settings
@@ -79,6 +82,13 @@ def seed_type(text: str) -> int:
     return seed
 
 
+def cutoff_type(text: str) -> float | str:
+    """Parse ``--cutoff``: ``auto`` or a frequency in Hz."""
+    if text.lower() == AUTO_CUTOFF:
+        return AUTO_CUTOFF
+    return positive_float(text)
+
+
 def noise_sample_type(text: str) -> tuple[float, float]:
     """Parse ``--noise-sample``: one stretch, written as a ``--gap``."""
     stretches = gap_type(text)
@@ -121,8 +131,14 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
     group.add_argument("--mask-type", choices=MASK_TYPES,
                        help="inpainting: box (the --gap list), random (30%% in 0.1 s holes) or "
                             "periodic (0.1 s every 1 s); default box")
-    group.add_argument("--factor", type=int, choices=SUPER_RESOLUTION_FACTORS,
-                       help="super_resolution: downsampling factor (default 2)")
+    band = group.add_mutually_exclusive_group()
+    band.add_argument("--factor", type=int, choices=SUPER_RESOLUTION_FACTORS,
+                      help="super_resolution: the recording was resampled to 1/FACTOR of the "
+                           "prior's rate (degrade's default: 2)")
+    band.add_argument("--cutoff", type=cutoff_type, metavar="auto|HZ",
+                      help="super_resolution: the recording was low-passed at HZ by a filter "
+                           "nobody wrote down; auto reads the cutoff from its spectrum (restore's "
+                           "default when --factor is not given)")
     rir = group.add_mutually_exclusive_group()
     rir.add_argument("--rt60", type=positive_float, metavar="SEC",
                      help="dereverberation: RT60 of the synthetic room response (default 0.5)")

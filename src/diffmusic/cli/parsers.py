@@ -22,6 +22,7 @@ from diffmusic.names import (
     CLIP_MODES,
     CLIP_SAMPLES,
     DEFAULT_PRIOR,
+    LOWPASS_FILTERS,
     NOISE_COLOURS,
     SAMPLE_RATE,
     STEMS,
@@ -81,6 +82,10 @@ def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.Argumen
                         help="denoising: add noise at this SNR (default 20)")
     parser.add_argument("--noise", choices=NOISE_COLOURS,
                         help="denoising: the noise's colour (default white)")
+    parser.add_argument("--filter", choices=LOWPASS_FILTERS,
+                        help="super_resolution with --cutoff: the low-pass (default cheby1)")
+    parser.add_argument("--order", type=int, choices=range(1, 33), metavar="N",
+                        help="super_resolution with --cutoff: its order, 1-32 (default 8)")
     parser.add_argument("--seed", type=seed_type, default=0,
                         help="seed of the random mask, the synthetic room response and the "
                              "noise (default 0)")

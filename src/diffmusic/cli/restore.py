@@ -29,6 +29,7 @@ from diffmusic.cluster import ray_imap
 from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
 from diffmusic.measurement import MEASUREMENT_JSON, Measurement, read_measurement
+from diffmusic.names import AUTO_CUTOFF
 from diffmusic.operators import STEMS
 from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.priors.prompts import parse_prompts
@@ -163,6 +164,8 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         if args.mask_type not in (None, "box"):
             raise CliError(f"--mask applies to --mask-type box, not {args.mask_type}")
         args.gaps = [*(args.gaps or []), *read_labels(args.mask_file)]
+    if args.task == "super_resolution" and args.factor is None and args.cutoff is None:
+        args.cutoff = AUTO_CUTOFF  # a recording's band edge is read from it
     return OperatorOptions.from_args(args)
 
 
