@@ -31,6 +31,9 @@ MEDIAN_BINS = 16
 broadband, so a narrow peak in it is a sustained tone of the music (a drone), not noise."""
 MIN_SECONDS = 0.5
 """Least audio (or noise sample) in seconds from which the noise spectrum is estimated."""
+SUBTRACTION_SHARE = 0.65
+"""Weight of the spectral subtraction's log-power in the clean power of the projection's Wiener
+gains (the rest is the restoration's; benchmarks/RESULTS.md)."""
 GAIN_FLOOR = 0.1
 """Least Wiener gain (-20 dB): a floor against the warbling of gains that hit zero."""
 
@@ -229,13 +232,14 @@ class Denoising(Operator):
 
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """A Wiener combination of the measurement and the restoration: ``y`` through the gains
-        whose clean power is, per bin, the geometric mean of the restoration's power and the
-        spectral subtraction's (:meth:`subtracted_power`), each smoothed over three frames: the
-        restoration shapes the gains, the measurement keeps them from following a restoration
-        that strays."""
+        whose clean power is, per bin, the weighted geometric mean of the restoration's power
+        and the spectral subtraction's (:meth:`subtracted_power`, weight
+        :data:`SUBTRACTION_SHARE`), each smoothed over three frames: the restoration shapes the
+        gains, the measurement keeps them from following a restoration that strays."""
         restored = _smooth(stft(x_hat.to(y.dtype), self.n_fft, self.n_fft // 4).abs().pow(2))
         floor = LOG_FLOOR ** 2
-        clean = ((restored + floor) * (self.subtracted_power(y) + floor)).sqrt()
+        clean = ((restored + floor) ** (1 - SUBTRACTION_SHARE)
+                 * (self.subtracted_power(y) + floor) ** SUBTRACTION_SHARE)
         return self.wiener_filter(y, clean)
 
     def subtracted_power(self, y: Tensor) -> Tensor:
