@@ -219,19 +219,10 @@ class Declipping(Operator):
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:
         """At the original's own rate every reliable sample is the original's, bit for bit, and
-        the clipped ones are the restoration's, held at or beyond the level (per channel, read
-        from the original when this operator's level was read at another rate)."""
+        the clipped ones are the restoration's, held at or beyond the original's
+        (:meth:`consistent`; the levels were read from the original itself, :meth:`fitted`)."""
         out = resampled_like(original, restored, rate, restored_rate, out_rate)
-        if out_rate != rate:
-            return out
-        given = (self.levels(original)[:, 0].tolist() if self.clip_level
-                 else [math.inf] * len(original))
-        levels = [found or own for found, own in zip(clip_levels(original), given, strict=True)]
-        level = torch.tensor(levels, dtype=original.dtype)[:, None]
-        clipped = original.abs() >= CLIPPED_TOLERANCE * level
-        sign = torch.sign(original)
-        beyond = torch.maximum(out * sign, original.abs()) * sign
-        return torch.where(clipped, beyond, original)
+        return self.consistent(out, original) if out_rate == rate else out
 
     def _spec_args(self) -> dict:
         return {"clip_level": self.clip_level, "input_sdr": self.input_sdr}

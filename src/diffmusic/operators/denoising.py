@@ -168,7 +168,7 @@ class Denoising(Operator):
             if part.shape[-1] < MIN_SECONDS * self.sample_rate:
                 raise ValueError(f"the noise sample holds {part.shape[-1] / self.sample_rate:.2f}"
                                  f" s of audio, less than {MIN_SECONDS:g} s")
-            power = stft(part, self.n_fft, self.n_fft // 4).abs().pow(2).mean(-1)
+            power = self.spectrum(part).abs().pow(2).mean(-1)
         else:
             seconds = y.shape[-1] / self.sample_rate
             if seconds < MIN_SECONDS:
@@ -223,12 +223,16 @@ class Denoising(Operator):
         noise = self.powers(y)[:, 1:-1, 0].mean(-1) / (3 * self.n_fft / 8)
         return (y.pow(2).mean(-1) - noise).clamp_min(1e-4 * y.pow(2).mean(-1)).sqrt()
 
-    def wiener_filter(self, y: Tensor, clean_power: Tensor) -> Tensor:
-        """``y`` through the Wiener gains ``S / (S + N)`` (at least :data:`GAIN_FLOOR`) of a clean
-        power ``S`` per STFT bin, ``(B, F, T)``, in ``y``'s phase."""
-        spec = stft(y, self.n_fft, self.n_fft // 4)
+    def wiener_filter(self, y: Tensor, spec: Tensor, clean_power: Tensor) -> Tensor:
+        """``y`` (``(B, N)``, its STFT ``spec``) through the Wiener gains ``S / (S + N)`` (at
+        least :data:`GAIN_FLOOR`) of a clean power ``S`` per STFT bin, ``(B, F, T)``, in ``y``'s
+        phase."""
         gain = clean_power / (clean_power + self.powers(y))
         return istft(spec * gain.clamp(GAIN_FLOOR, 1), y.shape[-1], self.n_fft, self.n_fft // 4)
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """The STFT the noise power, the gains and the projection use, ``(B, F, T)``."""
+        return stft(x, self.n_fft, self.n_fft // 4)
 
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """A Wiener combination of the measurement and the restoration: ``y`` through the gains
@@ -236,17 +240,17 @@ class Denoising(Operator):
         and the spectral subtraction's (:meth:`subtracted_power`, weight
         :data:`SUBTRACTION_SHARE`), each smoothed over three frames: the restoration shapes the
         gains, the measurement keeps them from following a restoration that strays."""
-        restored = _smooth(stft(x_hat.to(y.dtype), self.n_fft, self.n_fft // 4).abs().pow(2))
+        spec = self.spectrum(y)
+        restored = _smooth(self.spectrum(x_hat.to(y.dtype)).abs().pow(2))
         floor = LOG_FLOOR ** 2
         clean = ((restored + floor) ** (1 - SUBTRACTION_SHARE)
-                 * (self.subtracted_power(y) + floor) ** SUBTRACTION_SHARE)
-        return self.wiener_filter(y, clean)
+                 * (self.subtracted_power(y, spec) + floor) ** SUBTRACTION_SHARE)
+        return self.wiener_filter(y, spec, clean)
 
-    def subtracted_power(self, y: Tensor) -> Tensor:
-        """Power spectral subtraction ``max(|Y|^2 - N, 0)``, smoothed over three frames,
-        ``(B, F, T)``."""
-        power = stft(y, self.n_fft, self.n_fft // 4).abs().pow(2)
-        return _smooth((power - self.powers(y)).clamp_min(0))
+    def subtracted_power(self, y: Tensor, spec: Tensor) -> Tensor:
+        """Power spectral subtraction ``max(|Y|^2 - N, 0)`` of ``y`` (its STFT ``spec``),
+        smoothed over three frames, ``(B, F, T)``."""
+        return _smooth((spec.abs().pow(2) - self.powers(y)).clamp_min(0))
 
     def noisy(self, y: Tensor) -> Tensor:
         """The noisy recording itself."""
@@ -255,7 +259,8 @@ class Denoising(Operator):
     def wiener(self, y: Tensor) -> Tensor:
         """The classical denoiser with the same noise estimate: Wiener gains whose clean power
         is the spectral subtraction (:meth:`subtracted_power`)."""
-        return self.wiener_filter(y, self.subtracted_power(y))
+        spec = self.spectrum(y)
+        return self.wiener_filter(y, spec, self.subtracted_power(y, spec))
 
     def keep_original(self, original: Tensor, restored: Tensor, rate: int, restored_rate: int,
                       out_rate: int) -> Tensor:

@@ -285,9 +285,10 @@ class Restorer:
             raise ValueError(f"{operator.task} measures {operator.measurement_kind}s, not "
                              "audio; restore them with restore_windows")
         mid_side = channels == "mid-side" and wave.shape[0] == 2
+        signals = to_mid_side(wave) if mid_side else wave
         # read at the recording's own rate (a resampled clipping plateau ripples)
-        operator = operator.fitted(to_mid_side(wave) if mid_side else wave, rate)
-        y = resample(to_mid_side(wave) if mid_side else wave, rate, operator.measurement_rate)
+        operator = operator.fitted(signals, rate)
+        y = resample(signals, rate, operator.measurement_rate)
         if self.settings.similarity:  # here, so that keep_original sees the matches
             operator, y = operator.with_similarity(y)
         result = self.restore_windows(operator, y, length)
