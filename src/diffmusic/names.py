@@ -25,6 +25,8 @@ SUPER_RESOLUTION_FACTORS = (2, 4, 8)
 """Downsampling factors of the super-resolution operator."""
 AUTO_CUTOFF = "auto"
 """The super-resolution cutoff read from the recording (``--cutoff auto``)."""
+BLIND_ROOM = "blind"
+"""The dereverberation room estimated with the signal (``--rt60 blind``)."""
 LOWPASS_FILTERS = ("cheby1", "butter")
 """Low-pass filters that ``degrade --task super_resolution --cutoff HZ`` band-limits with."""
 DEFAULT_GAP = (2.0, 3.0)

@@ -124,13 +124,16 @@ def measurement_loss(prior: Prior, operator: Operator, y: Tensor, z0: Tensor,
     """Per-item loss of the latents ``z0`` against ``y``, shape ``(B,)``.
 
     With ``vmc`` (the Vocoder-Mel Constraint) the loss sees the vocoded waveform
-    ``V(D(z0))``; without it, the decoder's log-mel ``D(z0)`` through
+    ``V(D(z0))``, against which the operator first refines what it estimates jointly with the
+    signal (:meth:`Operator.refine`); without it, the decoder's log-mel ``D(z0)`` through
     :meth:`Operator.mel_loss`.
     """
     mel = prior.decode(z0)
     if not vmc:
         return operator.mel_loss(as_sources(mel, operator), y, prior.mel)
-    return operator.loss(as_sources(prior.vocode(mel), operator), y)
+    wave = as_sources(prior.vocode(mel), operator)
+    operator.refine(wave.detach(), y)
+    return operator.loss(wave, y)
 
 
 def _norm(x: Tensor, dims: tuple[int, ...]) -> Tensor:

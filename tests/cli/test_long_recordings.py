@@ -18,6 +18,7 @@ from diffmusic.cli.build import OperatorOptions, build_operator
 from diffmusic.measurement import write_measurement
 from diffmusic.operators import (
     TASKS,
+    Dereverberation,
     PhaseRetrieval,
     SuperResolution,
 )
@@ -170,6 +171,28 @@ def test_cli_reads_an_unknown_cutoff_and_keeps_the_band_below_it(
     error, level = (band_levels(x, rate, [(0, 3000)])[0] for x in (restored - dull, dull))
     new, old = (band_levels(x, rate, [(5000, 7500)])[0] for x in (restored, dull))
     assert error < 1e-3 * level and new > 10 * old
+
+
+def test_cli_restores_an_unknown_room_and_records_its_rt60_per_band(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rate = 44100
+    stereo_song(tmp_path / "song.wav", 3.0, rate, [])
+    wave, _ = sf.read(tmp_path / "song.wav", dtype="float32")
+    wet = Dereverberation(rate, len(wave), room=0.8).degrade(torch.from_numpy(wave.T.copy()))
+    sf.write(tmp_path / "wet.wav", wet.T.numpy(), rate, subtype="FLOAT")
+    out = tmp_path / "dry.wav"
+    code = main(["restore", str(tmp_path / "wet.wav"), "--task", "dereverberation", "-o",
+                 str(out), "--segment", "2.56", *FAST])  # no --rt60, no --rir: blind
+    assert code == 0, capsys.readouterr().err
+    restored, got_rate = sf.read(out, dtype="float32")
+    assert got_rate == rate and restored.shape == wave.shape
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["operator"]["rt60"] == "blind"
+    rt60 = record["estimates"]["rt60_s"]
+    assert list(rt60)[:3] == ["125", "250", "500"]
+    assert all(len(values) == 2 and all(0.1 <= v <= 3 for v in values)
+               for values in rt60.values())
+    assert all(window["estimates"]["rt60_s"] for window in record["windows"])
 
 
 LONG = 88_000

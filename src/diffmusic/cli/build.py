@@ -28,7 +28,7 @@ class OperatorOptions:
         gaps: Inpainting gaps in seconds (``box`` masks; default ``[DEFAULT_GAP]``).
         mask_type: Inpainting mask type.
         factor: Super-resolution factor.
-        rt60: RT60 in seconds of the synthetic room response.
+        rt60: RT60 in seconds of the synthetic room response, or ``"blind"``.
         rir: Room impulse response file.
         noise_snr: Measurement noise SNR in dB (``None``: noiseless).
         seed: Seed of the random mask, the synthetic response and the measurement noise.
@@ -41,13 +41,14 @@ class OperatorOptions:
         cutoff: Super-resolution of a low-passed recording: the cutoff in Hz, or ``"auto"``.
         order: Super-resolution (``degrade --cutoff``): the low-pass's order.
         filter: Super-resolution (``degrade --cutoff``): ``cheby1`` or ``butter``.
+        room: Dereverberation (``degrade``): RT60 in seconds of a simulated room.
     """
 
     task: str
     gaps: list[tuple[float, float]] | None = None
     mask_type: str | None = None
     factor: int | None = None
-    rt60: float | None = None
+    rt60: float | str | None = None
     rir: Path | None = None
     noise_snr: float | None = None
     seed: int = 0
@@ -60,6 +61,7 @@ class OperatorOptions:
     cutoff: float | str | None = None
     order: int | None = None
     filter: str | None = None
+    room: float | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: object) -> OperatorOptions:

@@ -16,6 +16,7 @@ from diffmusic.gaps import parse_gap_list
 from diffmusic.names import (
     AUTO_CUTOFF,
     AUTO_SAMPLER,
+    BLIND_ROOM,
     DEVICES,
     DTYPES,
     LEVEL_DB,
@@ -33,7 +34,7 @@ TASK_OPTIONS = {"gaps": ("--gap", "inpainting"), "mask_type": ("--mask-type", "i
                 "noise_sample": ("--noise-sample", "denoising"), "snr": ("--snr", "denoising"),
                 "noise": ("--noise", "denoising"), "cutoff": ("--cutoff", "super_resolution"),
                 "order": ("--order", "super_resolution"),
-                "filter": ("--filter", "super_resolution")}
+                "filter": ("--filter", "super_resolution"), "room": ("--room", "dereverberation")}
 """Task-specific options: attribute -> (flag, the task it applies to)."""
 if TYPE_CHECKING:
     from diffmusic.restoration import Settings
@@ -97,6 +98,11 @@ def noise_sample_type(text: str) -> tuple[float, float]:
     return stretches[0]
 
 
+def rt60_type(text: str) -> float | str:
+    """``--rt60``: ``blind`` or a positive number of seconds."""
+    return BLIND_ROOM if text.lower() == BLIND_ROOM else positive_float(text)
+
+
 def positive_float(text: str) -> float:
     """Parse a finite number greater than 0."""
     value = _number(text, float)
@@ -140,8 +146,10 @@ def add_operator_options(parser: argparse.ArgumentParser, *, task_required: bool
                            "nobody wrote down; auto reads the cutoff from its spectrum (restore's "
                            "default when --factor is not given)")
     rir = group.add_mutually_exclusive_group()
-    rir.add_argument("--rt60", type=positive_float, metavar="SEC",
-                     help="dereverberation: RT60 of the synthetic room response (default 0.5)")
+    rir.add_argument("--rt60", type=rt60_type, metavar="blind|SEC",
+                     help="dereverberation: RT60 of the synthetic room response, or blind: the "
+                          "room is estimated with the signal (restore's default when --rir is "
+                          "not given; degrade's: 0.5)")
     rir.add_argument("--rir", type=Path, metavar="FILE",
                      help="dereverberation: a room impulse response audio file")
     group.add_argument("--clip-level", type=positive_float, metavar="LEVEL",

@@ -82,6 +82,9 @@ def add_degrade(subparsers: argparse._SubParsersAction, common: argparse.Argumen
                         help="denoising: add noise at this SNR (default 20)")
     parser.add_argument("--noise", choices=NOISE_COLOURS,
                         help="denoising: the noise's colour (default white)")
+    parser.add_argument("--room", type=positive_float, metavar="SEC",
+                        help="dereverberation: convolve with a shoebox room of this RT60 "
+                             "simulated by pyroomacoustics (geometry drawn from --seed)")
     parser.add_argument("--filter", choices=LOWPASS_FILTERS,
                         help="super_resolution with --cutoff: the low-pass (default cheby1)")
     parser.add_argument("--order", type=int, choices=range(1, 33), metavar="N",

@@ -29,7 +29,7 @@ from diffmusic.cluster import ray_imap
 from diffmusic.files import OutputError, write_together
 from diffmusic.gaps import read_labels
 from diffmusic.measurement import MEASUREMENT_JSON, Measurement, read_measurement
-from diffmusic.names import AUTO_CUTOFF
+from diffmusic.names import AUTO_CUTOFF, BLIND_ROOM
 from diffmusic.operators import STEMS
 from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.priors.prompts import parse_prompts
@@ -166,6 +166,8 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         args.gaps = [*(args.gaps or []), *read_labels(args.mask_file)]
     if args.task == "super_resolution" and args.factor is None and args.cutoff is None:
         args.cutoff = AUTO_CUTOFF  # a recording's band edge is read from it
+    if args.task == "dereverberation" and args.rt60 is None and args.rir is None:
+        args.rt60 = BLIND_ROOM  # a recording's room is estimated with the signal
     return OperatorOptions.from_args(args)
 
 

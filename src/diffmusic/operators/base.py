@@ -91,7 +91,11 @@ class Operator(nn.Module, ABC):
 
     def loss(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """Mean squared measurement error per batch item, shape ``(B,)``."""
-        pred = self(x_hat)
+        return self.compare(self(x_hat), y)
+
+    def compare(self, pred: Tensor, y: Tensor) -> Tensor:
+        """Mean squared error per batch item, ``(B,)``, of a predicted measurement ``pred``
+        against ``y`` in :attr:`loss_domain`."""
         if self.loss_domain == "measurement":
             diff, weight = pred - y, self.measurement_weight()
         else:
@@ -222,6 +226,17 @@ class Operator(nn.Module, ABC):
             ValueError: ``y`` shows nothing to restore.
         """
         return self
+
+    def refine(self, x_hat: Tensor, y: Tensor) -> None:
+        """Update, in place, what the operator estimates of its measurement jointly with the
+        signal (blind dereverberation: the room) against the sampler's current estimate
+        ``x_hat`` of the signal; here nothing. The guided samplers call it at every step before
+        the measurement loss (BUDDy, Moliner et al. 2024)."""
+
+    def estimates(self) -> dict:
+        """What the operator estimated from its measurement, JSON-ready, for the record (blind
+        dereverberation: the RT60 per band); here nothing."""
+        return {}
 
     def rescaled(self, gain: Tensor) -> Operator:
         """The operator of the measurements ``gain * y`` (``gain`` ``(B,)``): here itself, as

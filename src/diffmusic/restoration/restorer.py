@@ -84,7 +84,8 @@ def from_mid_side(wave: Tensor) -> Tensor:
 def window_record(records: list[dict], segment: int, overlap: int, gaps: list) -> dict:
     """The record of a windowed restoration: the first window's settings, the mean losses and
     one entry per window (start, length, seed, operator, losses, seconds)."""
-    keys = ("start", "length", "seed", "operator", "final_loss", "raw_loss", "seconds_window")
+    keys = ("start", "length", "seed", "operator", "estimates", "final_loss", "raw_loss",
+            "seconds_window")
     mean = {name: torch.tensor([r[name] for r in records]).mean(0).tolist()
             for name in ("final_loss", "raw_loss")}
     return {**records[0], **mean, "segment": segment, "overlap": overlap, "gaps": gaps,

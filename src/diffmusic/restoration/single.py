@@ -136,6 +136,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
         final_loss = operator.loss(wave, y) if settings.project else raw_loss
     record = {**sample.record.to_dict(), "sampler_choice": settings.sampler,
               "prior": prior.describe(), "operator": operator.spec(),
+              "estimates": operator.estimates(),
               "prompts": settings.prompts, "guidance_scale": resolved.guidance_scale,
               "negative_prompt": settings.negative_prompt, "projection": settings.project,
               "tuned_defaults": resolved.tuned.describe(),
