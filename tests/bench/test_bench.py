@@ -117,7 +117,12 @@ def test_task_variants_name_their_options_and_build_their_operators() -> None:
     (gap,) = make_operator(name, clip).gaps
     assert gap[1] - gap[0] == pytest.approx(0.25)
     assert sum(gap) / 2 == pytest.approx(sum(make_operator("inpainting", clip).gaps[0]) / 2)
-    for bad in ("painting", "inpainting[factor=2]", "inpainting[gap_length=0.5"):
+    coloured = variant("denoising", snr=10, noise="pink")
+    assert coloured == "denoising[snr=10;noise=pink]"
+    assert split_task(coloured) == ("denoising", {"snr": 10, "noise": "pink"})
+    assert make_operator(coloured, clip).noise == "pink"
+    for bad in ("painting", "inpainting[factor=2]", "inpainting[gap_length=0.5",
+                "denoising[noise=pink noise]"):
         with pytest.raises(ValueError):
             split_task(bad)
 

@@ -29,9 +29,10 @@ class Job:
         return (self.clip, self.task, self.method, self.seed)
 
 
-def split_task(name: str) -> tuple[str, dict[str, float]]:
-    """A task name, or a variant ``task[option=value]`` (numeric task options, e.g.
-    ``inpainting[gap_length=0.5]``), as ``(task, options)``.
+def split_task(name: str) -> tuple[str, dict[str, float | str]]:
+    """A task name, or a variant ``task[option=value;...]`` (task options, numbers or words,
+    e.g. ``inpainting[gap_length=0.5]``, ``denoising[snr=10;noise=pink]``), as
+    ``(task, options)``.
 
     Raises:
         ValueError: An unknown task or a malformed variant.
@@ -44,14 +45,22 @@ def split_task(name: str) -> tuple[str, dict[str, float]]:
         key, _, value = item.partition("=")
         if key not in OPERATORS[task].options:
             raise ValueError(f"{task} takes no option {key!r}")
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            if not value.isidentifier():
+                raise ValueError(f"{task}: {key}={value!r} is neither a number nor a "
+                                 "word") from None
+            options[key] = value
+            continue
         options[key] = int(number) if number.is_integer() and "." not in value else number
     return task, options
 
 
-def variant(task: str, **options: float) -> str:
+def variant(task: str, **options: float | str) -> str:
     """The name :func:`split_task` reads back."""
-    inner = ";".join(f"{key}={value:g}" for key, value in options.items())
+    inner = ";".join(f"{key}={value:g}" if isinstance(value, (int, float)) else
+                     f"{key}={value}" for key, value in options.items())
     return f"{task}[{inner}]" if inner else task
 
 
