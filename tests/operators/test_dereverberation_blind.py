@@ -1,14 +1,12 @@
 """Blind dereverberation: simulated rooms, the decay read from a recording, the room refined
 jointly with the signal, the late-reverberation suppression, WPE, and the record."""
 
-import math
-
 import pytest
 import torch
 
 from diffmusic.dsp.rooms import blind_decay_times, decay_times, octave_bands, simulated_room
 from diffmusic.operators import Dereverberation, dereverberation, from_spec
-from diffmusic.operators.dereverberation import _convolve, synthetic_rir
+from diffmusic.operators.dereverberation import DEFAULT_RT60, synthetic_rir
 
 RATE = 16000
 N = 4 * RATE
@@ -25,7 +23,7 @@ def bursts() -> torch.Tensor:
 
 def reverberant(x: torch.Tensor, rt60: float) -> torch.Tensor:
     h = synthetic_rir(RATE, rt60, 2.0, seed=1)  # its tail holds as much energy as its direct path
-    return _convolve(x[None], h, 1 << 18)
+    return Dereverberation(RATE, x.shape[-1], rir=h)(x[None])
 
 
 @pytest.mark.parametrize("rt60", [0.3, 0.5, 1.0, 1.5])
@@ -72,9 +70,41 @@ def test_degrading_with_a_room_makes_a_blind_operator(bursts):
     assert op.blind and op.rt60 == "blind"
     y = op.degrade(bursts[None])
     h = simulated_room(RATE, 0.6, seed=3)
-    assert torch.allclose(y, _convolve(bursts[None], h, 1 << 18), atol=1e-4)
+    assert torch.allclose(y, Dereverberation(RATE, N, rir=h)(bursts[None]), atol=1e-4)
     fitted = op.fitted(y)
     assert fitted.band_rt60.shape == (1, 6) and fitted is not op
+    with pytest.raises(ValueError, match="--room"):
+        Dereverberation(RATE, N, rt60="blind").degrade(bursts[None])
+
+
+def test_each_signal_keeps_its_own_room_and_each_restoration_its_own_copy(bursts):
+    y = torch.cat([reverberant(bursts, 0.4), reverberant(bursts, 1.2)])
+    op = Dereverberation(RATE, N, rt60="blind", band_rt60=[[0.7] * 6, [0.7] * 6])
+    copy = op.fitted(y)
+    assert copy is not op and torch.equal(copy.band_rt60, op.band_rt60)
+    for _ in range(40):
+        copy.refine(torch.stack([bursts, bursts]), y)
+    assert torch.equal(op.band_rt60, torch.full((2, 6), 0.7))  # the original is untouched
+    short, long = copy.band_rt60.mean(-1).tolist()
+    assert short == pytest.approx(0.4, rel=0.25) and long == pytest.approx(1.2, rel=0.25)
+
+
+def test_the_guided_samplers_refine_the_room_at_every_step(bursts, monkeypatch):
+    from diffmusic.priors import cached_prior
+    from diffmusic.restoration import Settings, restore
+
+    calls = []
+    refine = Dereverberation.refine
+    monkeypatch.setattr(Dereverberation, "refine",
+                        lambda self, x, y: calls.append(x.shape) or refine(self, x, y))
+    y = reverberant(bursts[: 2 * RATE], 0.8)
+    op = Dereverberation(RATE, 2 * RATE, rt60="blind")
+    result = restore(cached_prior("tiny", "cpu", "float32"), op, y,
+                     Settings(sampler="diffmusic", steps=4, seed=0))
+    assert len(calls) >= 1 and calls[0] == (1, 2 * RATE)
+    assert len(calls) == len(result.record["losses"])
+    first_reading = op.fitted(y).estimates()["rt60_s"]["1000"]
+    assert result.record["estimates"]["rt60_s"]["1000"] != first_reading
 
 
 def test_suppression_and_wpe_take_out_reverberation(bursts):
@@ -132,4 +162,7 @@ def test_bad_blind_rooms_are_refused():
         Dereverberation(RATE, N, room=9.0)
     with pytest.raises(ValueError, match="rt60"):
         Dereverberation(RATE, N, rt60="loud")
-    assert not math.isnan(Dereverberation(RATE, N).rt60)
+    with pytest.raises(ValueError, match="band_rt60"):
+        Dereverberation(RATE, N, rt60="blind", band_tail_db=[[0.0] * 6])
+    known = Dereverberation(RATE, N)
+    assert known.rt60 == DEFAULT_RT60 and not known.blind and known.estimates() == {}

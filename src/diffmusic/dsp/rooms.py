@@ -13,7 +13,7 @@ from diffmusic.dsp.spectral import stft
 
 LOWEST_BAND_HZ = 125.0
 """Centre of the lowest octave band; the others double up to below the Nyquist frequency."""
-DECAY_N_FFT = 512
+BAND_N_FFT = 512
 """STFT size (Hann, hop a quarter) of the band energies at 16 kHz; scaled with the rate."""
 DECAY_WINDOW = 0.1
 """Length in seconds of the regression window of :func:`blind_decay_times`."""
@@ -21,7 +21,7 @@ DECAY_QUANTILE = 0.02
 """Quantile of the decay slopes that :func:`blind_decay_times` takes: a recording decays no
 faster than its room, and where a note stops it decays as fast."""
 DECAY_RANGE = (0.1, 3.0)
-"""Decay times in seconds :func:`blind_decay_times` returns at least and at most."""
+"""Least and largest decay times in seconds read or modelled blind."""
 ROOM_SIZE = ((5.0, 4.0, 2.6), (10.0, 8.0, 3.5))
 """Least and largest shoebox (length, width, height) in metres of :func:`simulated_room`."""
 WALL_CLEARANCE = 1.0
@@ -43,10 +43,21 @@ def octave_bands(sample_rate: int, n_fft: int) -> tuple[list[float], Tensor]:
     return centres, index.long()
 
 
+def band_fft_size(sample_rate: int) -> int:
+    """:data:`BAND_N_FFT` scaled to ``sample_rate`` (a power of two)."""
+    return 2 ** round(math.log2(BAND_N_FFT * sample_rate / 16000))
+
+
+def energy_decay(rt60: Tensor, seconds: float) -> Tensor:
+    """The factor by which energy decays in ``seconds`` in a room of ``rt60`` (60 dB in
+    ``rt60``), shape of ``rt60``."""
+    return 10 ** (-6 * seconds / rt60)
+
+
 def band_energies(x: Tensor, sample_rate: int) -> tuple[Tensor, float]:
     """Energy per octave band and STFT frame of ``x`` ``(B, N)``, ``(B, bands, frames)`` (in
     ``x``'s dtype), and the frame hop in seconds."""
-    n_fft = 2 ** round(math.log2(DECAY_N_FFT * sample_rate / 16000))
+    n_fft = band_fft_size(sample_rate)
     power = stft(x, n_fft, n_fft // 4).abs().pow(2)
     _, index = octave_bands(sample_rate, n_fft)
     onehot = torch.nn.functional.one_hot(index).to(power.dtype)  # (F, bands)
@@ -66,7 +77,7 @@ def late_kernel(rt60: Tensor, tail_db: Tensor, hop: float, frames: int) -> Tenso
     Returns:
         ``(..., bands, frames)``, differentiable in ``rt60`` and ``tail_db``.
     """
-    decay = 10 ** (-6 * hop / rt60)[..., None]
+    decay = energy_decay(rt60, hop)[..., None]
     s = torch.arange(frames, dtype=rt60.dtype, device=rt60.device)
     kernel = 10 ** (tail_db / 10)[..., None] * (1 - decay) * decay**s
     return kernel + (s == 0).to(kernel)
@@ -80,11 +91,15 @@ def decay_times(h: Tensor, sample_rate: int) -> Tensor:
         Seconds, ``(bands,)``.
     """
     energy, hop = band_energies(h[None].double(), sample_rate)
-    backward = energy[0].flip(-1).cumsum(-1).flip(-1)
-    level = 10 * torch.log10(backward / backward[:, :1])
-    first = (level < -5).double().argmax(-1)
-    last = (level < -25).double().argmax(-1)
-    return (3 * (last - first) * hop).float()
+    return t20(energy[0], hop).float()
+
+
+def t20(energy: Tensor, hop: float) -> Tensor:
+    """Decay time of energies ``(..., frames)`` spaced ``hop`` seconds: Schroeder's backward
+    integral, its fall from -5 to -25 dB extrapolated to 60 dB, shape ``(...)``."""
+    backward = energy.flip(-1).cumsum(-1).flip(-1)
+    level = 10 * torch.log10(backward / backward[..., :1])
+    return 3 * ((level < -25).double().argmax(-1) - (level < -5).double().argmax(-1)) * hop
 
 
 def blind_decay_times(y: Tensor, sample_rate: int) -> Tensor:
@@ -118,7 +133,7 @@ def simulated_room(sample_rate: int, rt60: float, seed: int = 0) -> Tensor:
 
     The room's size and the source and microphone positions are drawn from ``seed``; the walls'
     absorption is set by Sabine's formula for ``rt60`` and corrected once so that the response's
-    broadband T20 (:func:`decay_times` over one band) is ``rt60``.
+    broadband T20 (:func:`t20` of its samples' energy) is ``rt60``.
 
     Args:
         sample_rate: Sample rate in Hz.
@@ -145,11 +160,7 @@ def simulated_room(sample_rate: int, rt60: float, seed: int = 0) -> Tensor:
         direct = int(np.argmax(np.abs(h)))
         return h[direct:] / h[direct]
 
-    def broadband_t20(h: np.ndarray) -> float:
-        backward = np.cumsum(h[::-1] ** 2)[::-1]
-        level = 10 * np.log10(backward / backward[0])
-        return 3 * (np.argmax(level < -25) - np.argmax(level < -5)) / sample_rate
-
     h = simulate(rt60)
-    h = simulate(min(rt60 * rt60 / broadband_t20(h), 2 * rt60))
+    measured = float(t20(torch.from_numpy(h) ** 2, 1 / sample_rate))
+    h = simulate(min(rt60 * rt60 / measured, 2 * rt60))
     return torch.from_numpy(h).float()

@@ -91,11 +91,7 @@ class Operator(nn.Module, ABC):
 
     def loss(self, x_hat: Tensor, y: Tensor) -> Tensor:
         """Mean squared measurement error per batch item, shape ``(B,)``."""
-        return self.compare(self(x_hat), y)
-
-    def compare(self, pred: Tensor, y: Tensor) -> Tensor:
-        """Mean squared error per batch item, ``(B,)``, of a predicted measurement ``pred``
-        against ``y`` in :attr:`loss_domain`."""
+        pred = self(x_hat)
         if self.loss_domain == "measurement":
             diff, weight = pred - y, self.measurement_weight()
         else:
@@ -231,7 +227,8 @@ class Operator(nn.Module, ABC):
         """Update, in place, what the operator estimates of its measurement jointly with the
         signal (blind dereverberation: the room) against the sampler's current estimate
         ``x_hat`` of the signal; here nothing. The guided samplers call it at every step before
-        the measurement loss (BUDDy, Moliner et al. 2024)."""
+        the measurement loss when that loss sees the waveform (the Vocoder-Mel Constraint; BUDDy,
+        Moliner et al. 2024)."""
 
     def estimates(self) -> dict:
         """What the operator estimated from its measurement, JSON-ready, for the record (blind

@@ -15,7 +15,9 @@ from diffmusic.dsp import istft, stft
 from diffmusic.dsp.rooms import (
     DECAY_RANGE,
     band_energies,
+    band_fft_size,
     blind_decay_times,
+    energy_decay,
     late_kernel,
     octave_bands,
     simulated_room,
@@ -45,9 +47,6 @@ REFINE_ANCHOR = 1.0
 against the blurred estimates of the early steps, drifts (benchmarks/RESULTS.md)."""
 MIN_BLIND_SECONDS = 1.0
 """Least recording in seconds from which the room is estimated."""
-SUPPRESSION_N_FFT = 512
-"""STFT size (Hann, hop a quarter) of the late-reverberation suppression at 16 kHz; scaled with
-the rate."""
 GAIN_FLOOR = 0.3
 """Least gain (-10 dB) of the late-reverberation suppression."""
 OVER_SUBTRACTION_DB = 4.5
@@ -57,7 +56,7 @@ WPE_SETTINGS = {"taps": 10, "delay": 3, "iterations": 3}
 """Weighted prediction error (``nara-wpe``) settings of the baseline."""
 
 
-def synthetic_rir(sample_rate: int, rt60: float = 0.5, length: float = 0.8,
+def synthetic_rir(sample_rate: int, rt60: float = DEFAULT_RT60, length: float = 0.8,
                   seed: int = 0) -> Tensor:
     """Unit direct path plus a unit-energy exponentially decaying Gaussian-noise tail.
 
@@ -83,12 +82,6 @@ def synthetic_rir(sample_rate: int, rt60: float = 0.5, length: float = 0.8,
 
 def _fft_size(n: int) -> int:
     return 1 << (n - 1).bit_length()
-
-
-def _convolve(x: Tensor, h: Tensor, n_fft: int) -> Tensor:
-    """``(h * x)`` truncated to ``x``'s length: ``x`` ``(..., N)``, ``h`` broadcastable."""
-    full = torch.fft.irfft(torch.fft.rfft(x, n_fft) * torch.fft.rfft(h.to(x.dtype), n_fft), n_fft)
-    return full[..., : x.shape[-1]]
 
 
 class Dereverberation(Operator):
@@ -183,6 +176,8 @@ class Dereverberation(Operator):
         self.n_fft = _fft_size(self.num_samples + length)
         self.band_rt60: Tensor | None = None
         self.band_tail_db: Tensor | None = None
+        if band_rt60 is None and band_tail_db is not None:
+            raise ValueError("tail levels without decay times: give band_rt60 too")
         if band_rt60 is not None:
             rt60 = torch.as_tensor(band_rt60, dtype=torch.float32).reshape(-1, len(self.centres))
             tail = (TAIL_DB_AT_1S + 10 * torch.log10(rt60) if band_tail_db is None else
@@ -198,11 +193,12 @@ class Dereverberation(Operator):
     def model_rir(self, rt60: Tensor, tail_db: Tensor) -> Tensor:
         """The blind model's response for decay times ``rt60`` and tail levels ``tail_db`` (dB),
         both ``(B, bands)``: ``(B, L)``, differentiable in both."""
-        t = torch.arange(self.band_noise.shape[-1], dtype=rt60.dtype,
-                         device=rt60.device) / self.sample_rate
+        noise = self.band_noise
+        rt60, tail_db = rt60.to(noise.device), tail_db.to(noise.device)
+        t = torch.arange(noise.shape[-1], dtype=rt60.dtype, device=noise.device) / self.sample_rate
         envelope = torch.exp(-3 * math.log(10) * t / rt60[..., None])  # (B, bands, L)
         gain = (10 ** (tail_db / 10) / envelope.pow(2).sum(-1)).sqrt()
-        h = torch.einsum("bk,bkl->bl", gain, envelope * self.band_noise.to(rt60))
+        h = torch.einsum("bk,bkl->bl", gain, envelope * noise.to(rt60))
         return h + F.one_hot(torch.zeros(1, dtype=torch.long), h.shape[-1]).to(h)
 
     def response(self) -> Tensor:
@@ -229,8 +225,15 @@ class Dereverberation(Operator):
         return full[..., : self.num_samples]
 
     def degrade(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Convolution with the simulated room (``room``), else with the response."""
+        """Convolution with the simulated room (``room``), else with the known response.
+
+        Raises:
+            ValueError: A blind operator without a room to simulate.
+        """
         if self.room is None:
+            if self.blind:
+                raise ValueError("a blind room degrades nothing: give a room to simulate "
+                                 "(--room SEC), an RT60 (--rt60 SEC) or a response (--rir)")
             return super().degrade(x, generator)
         h = simulated_room(self.sample_rate, self.room, self.seed)
         return self._with(room=None, rt60=DEFAULT_RT60, rir=h.tolist(),
@@ -239,13 +242,16 @@ class Dereverberation(Operator):
     def fitted(self, y: Tensor, rate: int | None = None) -> Dereverberation:
         """A blind operator with the decay times of each signal of ``y`` ``(B, N)`` read from
         it (:func:`~diffmusic.dsp.rooms.blind_decay_times`, at ``y``'s own ``rate``), unless
-        known; the tail levels follow from them (:data:`TAIL_DB_AT_1S`).
+        known; the tail levels follow from them (:data:`TAIL_DB_AT_1S`). A blind operator comes
+        back as a new one, so that each restoration refines its own room (:meth:`refine`).
 
         Raises:
             ValueError: Less than :data:`MIN_BLIND_SECONDS` of audio.
         """
-        if not self.blind or self.band_rt60 is not None:
+        if not self.blind:
             return self
+        if self.band_rt60 is not None:  # a copy: refine() changes the room in place
+            return self._with()
         rate = rate or self.sample_rate
         if y.shape[-1] < MIN_BLIND_SECONDS * rate:
             raise ValueError(f"the room cannot be estimated from less than "
@@ -288,8 +294,8 @@ class Dereverberation(Operator):
                          + ((tail - anchor_tail) / 10).pow(2).mean())
                 (fit + REFINE_ANCHOR * drift).backward()
                 optimiser.step()
-        self.band_rt60 = log_rt60.detach().exp().clamp(*DECAY_RANGE).cpu()
-        self.band_tail_db = tail.detach().cpu()
+        self.band_rt60 = log_rt60.detach().exp().clamp(*DECAY_RANGE)
+        self.band_tail_db = tail.detach()
 
     def adjoint(self, r: Tensor) -> Tensor:
         """``A^T r``: correlation with the impulse response, shape ``(..., N)``."""
@@ -321,12 +327,6 @@ class Dereverberation(Operator):
             p, rs = r + (rs_new / rs.clamp_min(1e-20)) * p, rs_new
         return x
 
-    @property
-    def _suppression_fft(self) -> int:
-        return 2 ** round(math.log2(SUPPRESSION_N_FFT * self.sample_rate / 16000))
-
-    def _stft(self, x: Tensor) -> Tensor:
-        return stft(x, self._suppression_fft, self._suppression_fft // 4)
 
     def suppressed(self, y: Tensor) -> Tensor:
         """``y`` ``(B, N)`` through Wiener gains against the blind model's late reverberation
@@ -334,12 +334,12 @@ class Dereverberation(Operator):
         frames' clean power decayed by each band's RT60 and scaled by its tail level (and
         :data:`OVER_SUBTRACTION_DB`), and the clean power is what is left of ``y``'s (at least
         :data:`GAIN_FLOOR` squared of it)."""
-        rt60, tail = (p.to(y) for p in self._blind_parameters())
-        n_fft = self._suppression_fft
-        spec = self._stft(y)
+        rt60, tail = (p.to(y) for p in self._blind_parameters())  # (B, bands)
+        n_fft = band_fft_size(self.sample_rate)
+        spec = stft(y, n_fft, n_fft // 4)
         power = spec.abs().pow(2)
         _, index = octave_bands(self.sample_rate, n_fft)
-        decay = 10 ** (-6 * (n_fft // 4) / (self.sample_rate * rt60[:, index.to(y.device)]))
+        decay = energy_decay(rt60[:, index.to(y.device)], n_fft / 4 / self.sample_rate)
         feed = 10 ** ((tail[:, index.to(y.device)] + OVER_SUBTRACTION_DB) / 10) * (1 - decay)
         late, lates, cleans = torch.zeros_like(power[..., 0]), [], []
         for frame in power.unbind(-1):
@@ -362,7 +362,7 @@ class Dereverberation(Operator):
         from nara_wpe.utils import stft as wpe_stft
         from nara_wpe.wpe import wpe
 
-        n_fft = self._suppression_fft
+        n_fft = band_fft_size(self.sample_rate)
         out = []
         for signal in y.reshape(-1, y.shape[-1]).double().cpu().numpy():
             spec = wpe_stft(signal[None], size=n_fft, shift=n_fft // 4).transpose(2, 0, 1)
