@@ -291,19 +291,24 @@ def test_demo_writes_page_and_spectrograms(tmp_path: Path, capsys: pytest.Captur
     assert code == 0, err
     page = (tmp_path / "index.html").read_text()
     pngs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
-    assert len(pngs) == len(TASK_ARGS) - 1 + 3  # one per single-source task, one per stem
+    sections = [*TASK_ARGS, "super_resolution_cutoff"]
+    assert len(pngs) == len(sections) - 1 + 3  # one per single-source section, one per stem
     for png in pngs:
         assert png in page and (tmp_path / png).stat().st_size > 1000
-    for task in TASK_ARGS:
-        assert (tmp_path / task / "measurement.json").is_file()
+    for name in sections:
+        assert (tmp_path / name / "measurement.json").is_file()
     summary = json.loads((tmp_path / "metrics.json").read_text())
     metrics = summary["metrics"]
-    assert set(metrics) == set(TASK_ARGS)
+    assert set(metrics) == set(sections)
+    cutoff = json.loads((tmp_path / "super_resolution_cutoff" / "measurement.json").read_text())
+    assert cutoff["operator"]["cutoff"] == 3000
+    room = json.loads((tmp_path / "dereverberation" / "measurement.json").read_text())
+    assert room["operator"]["rt60"] == "blind" and room["operator"]["room"] == 0.5
     assert all(np.isfinite(v) for task in metrics.values() for row in task.values()
                for v in row.values())
     # the settings each task actually ran with (tuned step size, guidance scale): the tiny prior
     # ships no tuned file, so the sampler's own defaults
-    assert set(summary["sampler_settings"]) == set(TASK_ARGS)
+    assert set(summary["sampler_settings"]) == set(sections)
     assert all(used["guidance_scale"] == 1.0 and used["rho"] == RHO
                for used in summary["sampler_settings"].values())
 

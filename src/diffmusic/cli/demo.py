@@ -29,6 +29,10 @@ TASK_TEXT = {
     "inpainting": "The samples in [2.00 s, 3.00 s) are lost; restored outside the gap = input.",
     "super_resolution": "Downsampled to 8 kHz (factor 2); 'degraded' is the windowed-sinc "
                         "upsampled input, LSD-HF counts the bins above 4 kHz.",
+    "super_resolution_cutoff": "Low-passed at 3 kHz by an 8th-order Chebyshev filter that the "
+                               "restoration does not know (it models a low-pass of that cutoff "
+                               "and keeps the band below it); LSD-HF counts the bins above "
+                               "3 kHz.",
     "phase_retrieval": "Only |STFT| is measured (n_fft 1024, hop 160); 'degraded' is fast "
                        "Griffin-Lim (100 iterations) from it.",
     "source_separation": "The sum of three synthetic stems; each stem is restored from the "
@@ -41,8 +45,10 @@ TASK_TEXT = {
     "denoising": "White noise added at 20 dB SNR; the restoration reads the noise spectrum from "
                  "the recording (minimum statistics).",
 }
-DEMO_OPTIONS = {"dereverberation": {"room": 0.5}}
-"""Operator options of the demo's degradations beyond the protocol's."""
+DEMO_RUNS: dict[str, tuple[str, dict]] = {
+    **{task: (task, {}) for task in TASKS}, "dereverberation": ("dereverberation", {"room": 0.5}),
+    "super_resolution_cutoff": ("super_resolution", {"cutoff": 3000.0})}
+"""The demo's sections: name -> (task, operator options beyond the protocol's)."""
 SCORE_NAMES = {"lsd": "LSD", "lsd_hf": "LSD-HF", "lsd_gap": "gap LSD"}
 """The operators' scores shown for one-source tasks, with their column names."""
 METRICS_TEXT = ("LSD: STFT n_fft 1024, hop 160, Hann, log10(|X| + 1e-10), RMS over frequency "
@@ -84,7 +90,7 @@ def rows_by(rows: list[dict], key: str) -> dict[str, dict]:
 
 def single_source_section(run: TaskRun) -> tuple[Section, dict]:
     """Players, spectrograms and LSD (LSD-HF for super-resolution) of a one-source task."""
-    operator, task, clean = run.operator, run.operator.task, run.crop(run.clean)
+    operator, clean = run.operator, run.crop(run.clean)
     degraded, baseline = operator.audible(run.y)
     label = "degraded" if baseline is None else f"degraded ({baseline})"
     signals = {label: run.crop(degraded), "restored": run.crop(run.result.wave),
@@ -101,13 +107,14 @@ def single_source_section(run: TaskRun) -> tuple[Section, dict]:
             for name, wave in signals.items()]
     audio = [("clean", run.link("clean.wav")), (label, run.link(degraded_file)),
              ("restored", run.link("restored.wav"))]
-    return (Section(task, TASK_TEXT[task], audio, [run.link("spectrogram.png")], rows),
+    name = run.folder.name
+    return (Section(name, TASK_TEXT[name], audio, [run.link("spectrogram.png")], rows),
             rows_by(rows, "signal"))
 
 
 def separation_section(run: TaskRun) -> tuple[Section, dict]:
     """Players, one spectrogram per source and SI-SDR of source separation."""
-    operator, task = run.operator, run.operator.task
+    operator = run.operator
     mixture = run.crop(run.y)
     clean, restored, raw = run.crop(run.clean), run.crop(run.result.wave), run.crop(run.result.raw)
     audio, images, rows = [("mixture", run.link("measurement.wav"))], [], []
@@ -122,15 +129,16 @@ def separation_section(run: TaskRun) -> tuple[Section, dict]:
         rows.append({"source": name, "SI-SDR mixture": float(si_sdr(mixture, clean[k])),
                      "SI-SDR restored": float(si_sdr(restored[k], clean[k])),
                      "SI-SDR restored, no projection": float(si_sdr(raw[k], clean[k]))})
-    return Section(task, TASK_TEXT[task], audio, images, rows), rows_by(rows, "source")
+    name = run.folder.name
+    return Section(name, TASK_TEXT[name], audio, images, rows), rows_by(rows, "source")
 
 
-def run_task(task: str, out: Path, prior: Prior, clean: Tensor, sources: list[str] | None,
+def run_task(name: str, out: Path, prior: Prior, clean: Tensor, sources: list[str] | None,
              settings: Settings, origin: str, quiet: bool) -> TaskRun:
-    """Degrade ``clean`` into ``out/TASK`` and restore it exactly as the CLI would.
+    """Degrade ``clean`` into ``out/NAME`` and restore it exactly as the CLI would.
 
     Args:
-        task: The task.
+        name: The section of :data:`DEMO_RUNS`.
         out: Demo folder.
         prior: The diffusion prior.
         clean: Clean clip ``(1, L)`` or stems ``(1, K, L)``.
@@ -139,8 +147,9 @@ def run_task(task: str, out: Path, prior: Prior, clean: Tensor, sources: list[st
         origin: Description of the clip (recorded).
         quiet: Hide progress bars.
     """
-    folder = out / task
-    options = OperatorOptions(task, sources=sources, **DEMO_OPTIONS.get(task, {}))
+    folder = out / name
+    task, extra = DEMO_RUNS[name]
+    options = OperatorOptions(task, sources=sources, **extra)
     operator = build_operator(options, clean.shape[-1])
     write_measurement(folder, operator, clean, 0, origin)
     measurement = read_measurement(folder)
@@ -161,17 +170,17 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(steps=args.steps, seed=args.seed)
     stem_clip = torch.stack(list(stems.values()))[None]
     sections, metrics, used = [], {}, {}
-    for task in TASKS:
+    for name, (task, _) in DEMO_RUNS.items():
         separation = task == "source_separation"
-        task_run = run_task(task, out, prior, stem_clip if separation else clip,
+        task_run = run_task(name, out, prior, stem_clip if separation else clip,
                             list(stems) if separation else None, settings,
                             "synthetic stems (diffmusic.synth)" if separation else origin,
                             args.quiet)
         report = separation_section if separation else single_source_section
-        section, metrics[task] = report(task_run)
+        section, metrics[name] = report(task_run)
         sections.append(section)
         record = task_run.result.record
-        used[task] = {"sampler": record["sampler"], "guidance_scale": record["guidance_scale"],
+        used[name] = {"sampler": record["sampler"], "guidance_scale": record["guidance_scale"],
                       **record["settings"]}
     seconds = time.perf_counter() - start
     summary = {"diffmusic_version": package_version(), "prior": prior.name, "clip": origin,
@@ -182,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "metrics.json", summary)
     intro = (f"Clip: {origin}, {CLIP_SAMPLES / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz. Prior: "
              f"{prior.name}; sampler {settings.sampler} ("
-             + ", ".join(f"{task}: {u['sampler']}" for task, u in used.items())
+             + ", ".join(f"{name}: {u['sampler']}" for name, u in used.items())
              + f") with {settings.steps} steps, seed "
              f"{settings.seed}, measurement-consistency projection on. {METRICS_TEXT}")
     if prior.name == "tiny":
