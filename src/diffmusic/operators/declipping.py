@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import istft, magnitude_blend, stft
+from diffmusic.dsp import istft, stft
 from diffmusic.operators.base import Operator, resampled_like
 
 DEFAULT_INPUT_SDR = 7.0
@@ -34,10 +34,6 @@ IHT_ITERATIONS = 60
 IHT_KEEP = (0.01, 0.25)
 """Share of STFT coefficients :meth:`Declipping.consistent_iht` keeps at its first and last
 iteration (growing linearly)."""
-COPY_SHARE = 0.9
-"""Weight of the sparsity estimate's log-magnitude against the restoration's in
-:meth:`Declipping.project` (the embedded prior's decoder and vocoder lose more than clipping at
-these levels; benchmarks/RESULTS.md)."""
 
 
 def clip_levels(y: Tensor) -> list[float | None]:
@@ -183,14 +179,12 @@ class Declipping(Operator):
         return clipped * beyond + (1 - clipped) * y
 
     def project(self, x_hat: Tensor, y: Tensor) -> Tensor:
-        """The restoration's magnitudes made consistent with ``y``: ``x_hat``'s STFT magnitudes
-        blended into those of :meth:`consistent_iht` (:func:`~diffmusic.dsp.magnitude_blend`,
-        :data:`COPY_SHARE`, in the sparsity estimate's phase), then the consistent set
-        (:meth:`consistent`). A vocoder's waveform does not follow the recording's phase, so
-        ``x_hat`` itself is never pasted."""
-        x = self.consistent_iht(y)
-        blend = magnitude_blend(x, x_hat.to(x.dtype), COPY_SHARE, self.n_fft, self.n_fft // 4)
-        return self.consistent(blend, y)
+        """Consistent iterative hard thresholding started from the restoration made consistent
+        with ``y`` (:meth:`consistent_iht`): the sparsity prior has the last word, the
+        restoration gives it its start. (Blending the restoration's magnitudes into the
+        sparsity estimate lost to it: the embedded prior's decoder and vocoder lose more than
+        clipping at these levels; benchmarks/RESULTS.md.)"""
+        return self.consistent_iht(y, start=x_hat.to(y.dtype))
 
     def level(self, y: Tensor) -> Tensor:
         """RMS of the reliable samples (the clipped peaks would read low)."""
@@ -201,11 +195,12 @@ class Declipping(Operator):
         """The clipped recording itself."""
         return y
 
-    def consistent_iht(self, y: Tensor) -> Tensor:
+    def consistent_iht(self, y: Tensor, start: Tensor | None = None) -> Tensor:
         """Consistent iterative hard thresholding (Kitić, Jacques, Madhu, Hopwood, Spriet and De
         Vleeschouwer 2013): keep the largest STFT coefficients of the estimate, a growing share
-        (:data:`IHT_KEEP`), and return to the consistent set, :data:`IHT_ITERATIONS` times."""
-        x = y
+        (:data:`IHT_KEEP`), and return to the consistent set, :data:`IHT_ITERATIONS` times,
+        from ``y`` or from ``start`` ``(B, N)`` made consistent."""
+        x = y if start is None else self.consistent(start, y)
         hop = self.n_fft // 4
         for share in torch.linspace(*IHT_KEEP, IHT_ITERATIONS).tolist():
             spec = stft(x, self.n_fft, hop)
