@@ -12,11 +12,13 @@ from diffmusic.dsp.spectral import (
     magnitude_blend,
     mel_filterbank,
     mel_magnitude,
+    nearest_fft_size,
     stft,
 )
 
 __all__ = [
     "MelConfig", "add_noise", "fast_griffin_lim", "istft", "log_compress", "log_magnitude",
     "fit_length", "log_mel", "magnitude_blend", "mel_filterbank", "mel_magnitude",
-    "peak_normalize", "resample", "raised_cosine", "resample_region", "rms_db", "stft",
+    "nearest_fft_size", "peak_normalize", "resample", "raised_cosine", "resample_region",
+    "rms_db", "stft",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffmusic.dsp.spectral import stft
+from diffmusic.dsp.spectral import nearest_fft_size, stft
 
 LOWEST_BAND_HZ = 125.0
 """Centre of the lowest octave band; the others double up to below the Nyquist frequency."""
@@ -45,7 +45,7 @@ def octave_bands(sample_rate: int, n_fft: int) -> tuple[list[float], Tensor]:
 
 def band_fft_size(sample_rate: int) -> int:
     """:data:`BAND_N_FFT` scaled to ``sample_rate`` (a power of two)."""
-    return 2 ** round(math.log2(BAND_N_FFT * sample_rate / 16000))
+    return nearest_fft_size(BAND_N_FFT * sample_rate / 16000)
 
 
 def energy_decay(rt60: Tensor, seconds: float) -> Tensor:

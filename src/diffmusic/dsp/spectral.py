@@ -43,6 +43,12 @@ class MelConfig:
         return asdict(self)
 
 
+def nearest_fft_size(samples: float) -> int:
+    """The power of two nearest ``samples`` (on a log scale): an STFT size set in seconds, or
+    at 16 kHz and scaled to another rate."""
+    return 2 ** round(math.log2(samples))
+
+
 def _window(win_length: int, like: Tensor) -> Tensor:
     dtype = like.real.dtype if like.is_complex() else like.dtype
     return torch.hann_window(win_length, periodic=True, dtype=dtype, device=like.device)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from diffmusic.dsp import istft, stft
+from diffmusic.dsp import istft, nearest_fft_size, stft
 from diffmusic.operators.base import Operator, resampled_like
 
 DEFAULT_INPUT_SDR = 7.0
@@ -114,7 +114,7 @@ class Declipping(Operator):
             raise ValueError(f"input SDR must be a positive number of dB, got {input_sdr}")
         self.clip_level = levels
         self.input_sdr = input_sdr
-        self.n_fft = 2 ** round(math.log2(IHT_N_FFT * sample_rate / 16000))
+        self.n_fft = nearest_fft_size(IHT_N_FFT * sample_rate / 16000)
 
     def levels(self, like: Tensor) -> Tensor:
         """The clip levels as ``(B, 1)`` (one level broadcast to every signal).

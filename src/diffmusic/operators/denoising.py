@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, istft, mel_filterbank, resample, stft
+from diffmusic.dsp import MelConfig, istft, mel_filterbank, nearest_fft_size, resample, stft
 from diffmusic.dsp.spectral import LOG_FLOOR
 from diffmusic.names import NOISE_COLOURS
 from diffmusic.operators.base import Operator, resampled_like, weighted_mean
@@ -127,7 +127,7 @@ class Denoising(Operator):
                 raise ValueError(f"noise sample {start:g}:{end:g} s is shorter than "
                                  f"{MIN_SECONDS:g} s")
             noise_sample = [start, end]
-        self.n_fft = 2 ** round(math.log2(N_FFT * sample_rate / 16000))
+        self.n_fft = nearest_fft_size(N_FFT * sample_rate / 16000)
         self.noise_power = None if noise_power is None else (
             torch.as_tensor(noise_power, dtype=torch.float32).reshape(
                 -1, self.n_fft // 2 + 1).tolist())

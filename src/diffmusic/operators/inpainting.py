@@ -16,6 +16,7 @@ from diffmusic.dsp import (
     fit_length,
     log_mel,
     magnitude_blend,
+    nearest_fft_size,
     raised_cosine,
     resample_region,
 )
@@ -291,7 +292,7 @@ class Inpainting(Operator):
                 :meth:`with_similarity` returns it.
         """
         # the window fits the clip (a clip shorter than the smallest window stays as restored)
-        n_fft = min(2 ** round(math.log2(BLEND_SECONDS * self.sample_rate)),
+        n_fft = min(nearest_fft_size(BLEND_SECONDS * self.sample_rate),
                     2 ** math.floor(math.log2(self.num_samples)))
         if self.copy_share is None or n_fft < MIN_BLEND_SAMPLES:
             return x_hat

@@ -12,7 +12,16 @@ from scipy import signal
 from torch import Tensor
 from torch.nn import functional as F
 
-from diffmusic.dsp import MelConfig, add_noise, fit_length, istft, log_mel, resample, stft
+from diffmusic.dsp import (
+    MelConfig,
+    add_noise,
+    fit_length,
+    istft,
+    log_mel,
+    nearest_fft_size,
+    resample,
+    stft,
+)
 from diffmusic.dsp.spectral import hz_to_mel, mel_to_hz
 from diffmusic.metrics import lsd_hf
 from diffmusic.names import AUTO_CUTOFF, LOWPASS_FILTERS, SUPER_RESOLUTION_FACTORS
@@ -60,7 +69,7 @@ def estimate_lowpass(y: Tensor, rate: int) -> tuple[float, float] | None:
     where the spectrum falls :data:`EDGE_DB` and :data:`STOP_DB` below it give the order of
     the model and then its cutoff.
     """
-    n_fft = 2 ** round(math.log2(SPECTRUM_SECONDS * rate))
+    n_fft = nearest_fft_size(SPECTRUM_SECONDS * rate)
     power = stft(y.reshape(-1, y.shape[-1]), n_fft, n_fft // 4).abs().pow(2).mean((0, -1))
     level = 10 * torch.log10(power.double() + 1e-20)
     level = F.avg_pool1d(level[None, None], 9, 1, 4, count_include_pad=False)[0, 0]
