@@ -29,3 +29,15 @@ def band_levels(x: torch.Tensor, rate: int, bands: list[tuple[float, float]]) ->
     freqs = torch.fft.rfftfreq(x.shape[-1], 1 / rate)
     return [float(spectrum[..., (freqs >= lo) & (freqs < hi)].pow(2).sum().sqrt())
             for lo, hi in bands]
+
+
+def assert_si_sdr_rises(clean: torch.Tensor, stages: list[torch.Tensor],
+                        margins: list[float]) -> None:
+    """Per signal of ``clean`` ``(B, N)``, the SI-SDR of each of ``stages`` (``(B, N)`` each,
+    worst first) exceeds the one before by at least its margin in dB."""
+    from diffmusic.metrics import si_sdr
+
+    for c in range(clean.shape[0]):
+        scores = [float(si_sdr(stage[c], clean[c])) for stage in stages]
+        for before, after, margin in zip(scores[:-1], scores[1:], margins, strict=True):
+            assert after > before + margin, (c, scores)
