@@ -69,7 +69,7 @@ def main() -> None:
     cond = prior.condition(["mix"])
     decoders = {"vae_decoder": vae_decode, "subpixel_decoder": prior.decode}
     medians = timed_rounds({**{f"guided_{k}": guided(d) for k, d in decoders.items()},
-                            "unet_forward": torch.no_grad()(lambda: prior.eps(z, 500, cond))},
+                            "unet_forward": torch.no_grad()(lambda: prior.predict(z, 500, cond))},
                            args.rounds)
     with torch.no_grad():
         mels = {k: decode(z) for k, decode in decoders.items()}

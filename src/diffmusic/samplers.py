@@ -2,8 +2,15 @@
 
 Every sampler returns a :class:`Sample`: the raw restored waveform (no projection; see
 :func:`diffmusic.restoration.restore`) and a :class:`SampleRecord` with the per-step
-measurement loss.
-Latents are ``(B * K, *latent)`` for ``B`` measurements and ``K = operator.num_sources``.
+measurement loss. The prior's parameterisation (noise or ``v`` prediction) and its schedule
+(discrete timesteps or continuous ``sigma``) are absorbed by :func:`denoise` and the
+:class:`~diffmusic.priors.schedule.Level` grid: the samplers see one variance-preserving DDIM
+process whatever the prior.
+
+The operator sees ``B`` signals ``(B, N)`` (``(B, K, N)`` for ``K = operator.num_sources``);
+a prior of ``C`` channels restores ``B / C`` groups of ``C`` consecutive signals (the channels of
+one recording) jointly, one latent per group and source: latents are ``(B / C * K, *latent)``
+(:func:`to_signals`, :func:`to_latent_layout`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from torch import Tensor
 
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Condition, Prior
+from diffmusic.priors.schedule import Level, timesteps
+
+__all__ = ["SAMPLERS", "Sample", "SampleRecord", "WarmStart", "denoise", "timesteps",
+           "to_latent_layout", "to_signals"]
 
 GAMMA = 3e4
 """Default MPGD step size for the per-item mean-squared losses of the operators (the tuned file
@@ -39,8 +50,8 @@ their papers' deterministic update)."""
 
 Callback = Callable[[dict], None]
 """Called after every step with ``{"i", "steps", "t", "loss"}``."""
-StepFn = Callable[[Tensor, int, float, float], tuple[Tensor, Tensor | None]]
-"""``(z_t, t, alpha_bar_t, alpha_bar_prev) -> (z_prev, per-item loss or None)``."""
+StepFn = Callable[[Tensor, Level, float], tuple[Tensor, Tensor | None]]
+"""``(z_t, level, alpha_bar_prev) -> (z_prev, per-item loss or None)``."""
 
 
 @dataclass
@@ -87,15 +98,6 @@ class Sample:
     record: SampleRecord
 
 
-def timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """``steps`` training timesteps ``T - 1 - i T / steps``: diffusers' "trailing" spacing
-    (every step a real jump, the last from ``T / steps - 1`` to the clean latent)."""
-    if not 2 <= steps <= num_train_timesteps:
-        raise ValueError(f"steps must be between 2 and {num_train_timesteps}, got {steps}")
-    return [round(num_train_timesteps - i * num_train_timesteps / steps) - 1
-            for i in range(steps)]
-
-
 def ddim_sigma(a_t: float, a_prev: float, eta: float) -> float:
     """DDIM noise level ``sigma_t(eta)`` (Song et al., ICLR 2021, eq. 16)."""
     return eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
@@ -113,25 +115,67 @@ def predict_z0(z_t: Tensor, eps: Tensor, a_t: float) -> Tensor:
     return (z_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
 
 
-def as_sources(x: Tensor, operator: Operator) -> Tensor:
-    """``(B * K, ...)`` -> ``(B, K, ...)`` for multi-source operators, unchanged otherwise."""
+def denoise(prior: Prior, z_t: Tensor, level: Level,
+            cond: Condition | None) -> tuple[Tensor, Tensor]:
+    """The prior as a denoiser: its noise estimate ``eps`` and Tweedie estimate ``z0_hat``.
+
+    A noise-predicting network gives ``eps`` and ``z0_hat`` by :func:`predict_z0`; a
+    ``v``-predicting one (Salimans & Ho, ICLR 2022) ``z0_hat = sqrt(a) z_t - sqrt(1 - a) v`` and
+    ``eps = sqrt(a) v + sqrt(1 - a) z_t``, which stay exact at the large noise levels where
+    dividing by ``sqrt(a)`` would not.
+    """
+    out = prior.predict(z_t, level.t, cond)
+    a = level.alpha_bar
+    if prior.prediction_type == "epsilon":
+        return out, predict_z0(z_t, out, a)
+    return (math.sqrt(a) * out + math.sqrt(1 - a) * z_t,
+            math.sqrt(a) * z_t - math.sqrt(1 - a) * out)
+
+
+def to_signals(x: Tensor, operator: Operator, channels: int = 1) -> Tensor:
+    """The prior's layout -> the operator's: ``(G * K, C, ...)`` (``(G * K, ...)`` for
+    ``C = 1``) -> ``(G * C, K, ...)`` (``(G * C, ...)`` for ``K = 1``)."""
     k = operator.num_sources
+    if channels > 1:
+        groups = x.shape[0] // k
+        x = x.reshape(groups, k, channels, *x.shape[2:]).transpose(1, 2)
+        x = x.reshape(groups * channels * k, *x.shape[3:])
     return x if k == 1 else x.reshape(-1, k, *x.shape[1:])
+
+
+def to_latent_layout(x: Tensor, operator: Operator, channels: int = 1) -> Tensor:
+    """The inverse of :func:`to_signals`: signals ``(B, ...)`` or ``(B, K, ...)`` -> the
+    prior's ``(B / C * K, C, ...)`` (``(B * K, ...)`` for ``C = 1``).
+
+    Raises:
+        ValueError: ``B`` is not a multiple of ``C``.
+    """
+    k = operator.num_sources
+    if x.shape[0] % channels:
+        raise ValueError(f"a {channels}-channel prior restores groups of {channels} signals, "
+                         f"got {x.shape[0]}")
+    x = x.reshape(x.shape[0], k, *x.shape[1 if k == 1 else 2:])
+    if channels == 1:
+        return x.reshape(-1, *x.shape[2:])
+    groups = x.shape[0] // channels
+    x = x.reshape(groups, channels, k, *x.shape[2:]).transpose(1, 2)
+    return x.reshape(groups * k, channels, *x.shape[3:])
 
 
 def measurement_loss(prior: Prior, operator: Operator, y: Tensor, z0: Tensor,
                      vmc: bool = True) -> Tensor:
     """Per-item loss of the latents ``z0`` against ``y``, shape ``(B,)``.
 
-    With ``vmc`` (the Vocoder-Mel Constraint) the loss sees the vocoded waveform
-    ``V(D(z0))``, against which the operator first refines what it estimates jointly with the
-    signal (:meth:`Operator.refine`); without it, the decoder's log-mel ``D(z0)`` through
-    :meth:`Operator.mel_loss`.
+    With ``vmc`` (the Vocoder-Mel Constraint; for a waveform decoder, the decoder constraint)
+    the loss sees the waveform ``V(D(z0))``, against which the operator first refines what it
+    estimates jointly with the signal (:meth:`Operator.refine`); without it, the decoder's
+    log-mel ``D(z0)`` through :meth:`Operator.mel_loss`.
     """
-    mel = prior.decode(z0)
+    decoded = prior.decode(z0)
     if not vmc:
-        return operator.mel_loss(as_sources(mel, operator), y, prior.mel)
-    wave = as_sources(prior.vocode(mel), operator)
+        return operator.mel_loss(to_signals(prior.decoded_mel(decoded), operator,
+                                            prior.channels), y, prior.mel)
+    wave = to_signals(prior.vocode(decoded), operator, prior.channels)
     operator.refine(wave.detach(), y)
     return operator.loss(wave, y)
 
@@ -144,28 +188,26 @@ def _grad(loss: Tensor, wrt: Tensor) -> Tensor:
     return torch.autograd.grad(loss.sum(), wrt)[0]
 
 
-def _norm_grad_through_unet(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int,
-                            a_t: float, cond: Condition | None,
+def _norm_grad_through_unet(prior: Prior, operator: Operator, y: Tensor, z: Tensor,
+                            level: Level, cond: Condition | None,
                             vmc: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``eps``, ``z0_hat``, the loss and ``grad_{z_t} sqrt(loss)``, backprop through the UNet."""
     z = z.requires_grad_(True)
-    eps = prior.eps(z, t, cond)
-    z0 = predict_z0(z, eps, a_t)
+    eps, z0 = denoise(prior, z, level, cond)
     loss = measurement_loss(prior, operator, y, z0, vmc)
     grad = _grad(loss.clamp_min(1e-12).sqrt(), z)
     return eps.detach(), z0.detach(), loss.detach(), grad
 
 
-def _first_latent(prior: Prior, shape: tuple[int, ...], ts: list[int],
-                  generator: torch.Generator, start: WarmStart | None) -> tuple[Tensor, list[int]]:
-    """``z`` at the first timestep that runs, and the timesteps that run (all without ``start``)."""
+def _first_latent(prior: Prior, shape: tuple[int, ...], steps: int, generator: torch.Generator,
+                  start: WarmStart | None) -> tuple[Tensor, list[Level]]:
+    """``z`` at the first level that runs, and the levels that run (all without ``start``)."""
     noise = torch.randn(shape, generator=generator, device=generator.device)
     if start is None:
-        return noise, ts
-    last = math.ceil(start.strength * prior.num_train_timesteps) - 1
-    ts = [t for t in ts if t <= last] or [last]  # strength > 0, so last >= 0
-    a = float(prior.alphas_cumprod[ts[0]])
-    return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, ts
+        return noise, prior.schedule.levels(steps)
+    levels = prior.schedule.levels(steps, start.strength)
+    a = levels[0].alpha_bar
+    return math.sqrt(a) * start.latent.to(noise) + math.sqrt(1 - a) * noise, levels
 
 
 def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
@@ -173,25 +215,27 @@ def _run(name: str, prior: Prior, operator: Operator, y: Tensor, steps: int,
          callback: Callback | None, start: WarmStart | None = None) -> Sample:
     """The DDIM loop every sampler shares: draw ``z_T`` (or warm-start), step, decode, vocode."""
     began = time.perf_counter()
-    shape = (y.shape[0] * operator.num_sources, *prior.latent_shape(operator.num_samples))
+    if y.shape[0] % prior.channels:
+        raise ValueError(f"the {prior.channels}-channel prior {prior.name} restores groups of "
+                         f"{prior.channels} signals, got {y.shape[0]}")
+    latents = y.shape[0] // prior.channels * operator.num_sources
+    shape = (latents, *prior.latent_shape(operator.num_samples))
     record = SampleRecord(name, steps, generator.initial_seed(), settings)
-    z, ts = _first_latent(prior, shape, timesteps(prior.num_train_timesteps, steps), generator,
-                          start)
+    z, levels = _first_latent(prior, shape, steps, generator, start)
     if start is not None:
         record.settings = {**settings, "warm_start": start.strength}
-    for i, t in enumerate(ts):
-        a_t = float(prior.alphas_cumprod[t])
-        a_prev = float(prior.alphas_cumprod[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        z, loss = step_fn(z.detach(), t, a_t, a_prev)
+    for i, level in enumerate(levels):
+        a_prev = levels[i + 1].alpha_bar if i + 1 < len(levels) else 1.0
+        z, loss = step_fn(z.detach(), level, a_prev)
         if loss is not None:
             record.losses.append(float(loss.detach().mean()))
         if callback is not None:
-            callback({"i": i, "steps": len(ts), "t": t,
+            callback({"i": i, "steps": len(levels), "t": level.t,
                       "loss": record.losses[-1] if loss is not None else None})
     with torch.no_grad():
         wave = prior.vocode(prior.decode(z.detach()))
     record.seconds = time.perf_counter() - began
-    return Sample(as_sources(wave, operator), record)
+    return Sample(to_signals(wave, operator, prior.channels), record)
 
 
 def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
@@ -200,12 +244,12 @@ def sample_ddim(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
                 start: WarmStart | None = None, eta: float = DEFAULT_ETA["ddim"]) -> Sample:
     """Unconditional DDIM (Song, Meng & Ermon, ICLR 2021, eq. 12); ignores ``y``."""
 
-    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, None]:
+    def step(z: Tensor, level: Level, a_prev: float) -> tuple[Tensor, None]:
         with torch.no_grad():
-            eps = prior.eps(z, t, cond)
+            eps, z0 = denoise(prior, z, level, cond)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
-        return ddim_update(predict_z0(z, eps, a_t), eps, a_prev,
-                           ddim_sigma(a_t, a_prev, eta), noise), None
+        return ddim_update(z0, eps, a_prev, ddim_sigma(level.alpha_bar, a_prev, eta),
+                           noise), None
 
     return _run("ddim", prior, operator, y, steps, generator, step, {"eta": eta}, callback,
                 start)
@@ -222,10 +266,10 @@ def sample_dps(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     Steps by ``zeta * grad_{z_t} ||A(x0_hat(z_t)) - y||`` with backprop through the UNet.
     """
 
-    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, t, a_t, cond, vmc)
+    def step(z: Tensor, level: Level, a_prev: float) -> tuple[Tensor, Tensor]:
+        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, level, cond, vmc)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
-        z_prev = ddim_update(z0, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise)
+        z_prev = ddim_update(z0, eps, a_prev, ddim_sigma(level.alpha_bar, a_prev, eta), noise)
         return z_prev - zeta * grad, loss
 
     return _run("dps", prior, operator, y, steps, generator, step,
@@ -243,9 +287,9 @@ def sample_dsg(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     by ``guidance_rate``, and the step is put on the sphere of radius ``sqrt(n) sigma_t``.
     """
 
-    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
-        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, t, a_t, cond, vmc)
-        sigma = ddim_sigma(a_t, a_prev, eta)
+    def step(z: Tensor, level: Level, a_prev: float) -> tuple[Tensor, Tensor]:
+        eps, z0, loss, grad = _norm_grad_through_unet(prior, operator, y, z, level, cond, vmc)
+        sigma = ddim_sigma(level.alpha_bar, a_prev, eta)
         mean = ddim_update(z0, eps, a_prev, sigma)
         if sigma == 0:
             return mean, loss
@@ -308,7 +352,7 @@ def noise_left(a_prev: float, a_last: float) -> float:
     return math.sqrt(1 - min(a_prev, a_last))
 
 
-def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a_t: float,
+def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, level: Level,
                cond: Condition | None, gamma: float | None, vmc: bool,
                step_size: float | None = None,
                bound: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -319,8 +363,8 @@ def _guided_z0(prior: Prior, operator: Operator, y: Tensor, z: Tensor, t: int, a
     ``step_size``.
     """
     with torch.no_grad():
-        eps = prior.eps(z, t, cond)
-    z0 = predict_z0(z, eps, a_t).requires_grad_(True)
+        eps, z0 = denoise(prior, z, level, cond)
+    z0 = z0.requires_grad_(True)
     loss = measurement_loss(prior, operator, y, z0, vmc)
     grad = _grad(loss, z0)
     step = (gamma * grad if gamma is not None
@@ -344,14 +388,15 @@ def sample_mpgd(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     ``sqrt(a')``: no step moves an element of ``z_{t-1}`` by more than the noise the later steps
     can still remove (without it one spike, or the last step, can blast the output).
     """
-    a_last = float(prior.alphas_cumprod[0])
+    a_last = prior.schedule.a_last
 
-    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+    def step(z: Tensor, level: Level, a_prev: float) -> tuple[Tensor, Tensor]:
         bound = noise_left(a_prev, a_last) / math.sqrt(a_prev)
-        eps, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc,
+        eps, z0_star, loss = _guided_z0(prior, operator, y, z, level, cond, gamma, vmc,
                                         bound=bound)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
-        return ddim_update(z0_star, eps, a_prev, ddim_sigma(a_t, a_prev, eta), noise), loss
+        return ddim_update(z0_star, eps, a_prev, ddim_sigma(level.alpha_bar, a_prev, eta),
+                           noise), loss
 
     return _run("mpgd", prior, operator, y, steps, generator, step,
                 {"gamma": gamma, "eta": eta, "vmc": vmc}, callback, start)
@@ -371,11 +416,14 @@ def sample_diffmusic(prior: Prior, operator: Operator, y: Tensor, *, steps: int,
     else the :func:`normalized_step` of size ``rho``.
     """
 
-    def step(z: Tensor, t: int, a_t: float, a_prev: float) -> tuple[Tensor, Tensor]:
+    a_last = prior.schedule.a_last
+
+    def step(z: Tensor, level: Level, a_prev: float) -> tuple[Tensor, Tensor]:
+        a_t = level.alpha_bar
         sigma = ddim_sigma(a_t, a_prev, eta)
         size = (None if gamma is not None else
-                normalized_step_size(rho, a_t, a_prev, sigma, float(prior.alphas_cumprod[0])))
-        _, z0_star, loss = _guided_z0(prior, operator, y, z, t, a_t, cond, gamma, vmc, size)
+                normalized_step_size(rho, a_t, a_prev, sigma, a_last))
+        _, z0_star, loss = _guided_z0(prior, operator, y, z, level, cond, gamma, vmc, size)
         eps_hat = (z - math.sqrt(a_t) * z0_star) / math.sqrt(1 - a_t)
         noise = torch.randn(z.shape, generator=generator, device=z.device)
         return ddim_update(z0_star, eps_hat, a_prev, sigma, noise), loss

@@ -85,10 +85,10 @@ def test_prompts_and_guidance_reach_the_unet(priors, kind):
     prior = priors[kind]
     z = torch.randn(1, *prior.latent_shape(N), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        empty = prior.eps(z, 500, prior.condition([None]))
-        piano = prior.eps(z, 500, prior.condition(["solo piano"]))
-        guided = prior.eps(z, 500, prior.condition(["solo piano"], guidance_scale=4.0))
-        negative = prior.eps(z, 500, prior.condition(["solo piano"], 4.0, "a long negative"))
+        empty = prior.predict(z, 500, prior.condition([None]))
+        piano = prior.predict(z, 500, prior.condition(["solo piano"]))
+        guided = prior.predict(z, 500, prior.condition(["solo piano"], guidance_scale=4.0))
+        negative = prior.predict(z, 500, prior.condition(["solo piano"], 4.0, "a long negative"))
     assert not torch.allclose(empty, piano)
     torch.testing.assert_close(guided, empty + 4.0 * (piano - empty), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(guided, negative)
@@ -134,8 +134,8 @@ def test_audioldm2_prompts_do_not_change_each_other(priors):
                     generator=torch.Generator().manual_seed(0))
     prior = priors["audioldm2"]
     with torch.no_grad():
-        eps_alone = prior.eps(z[:1], 500, prior.condition(["drums"]))
-        eps_batched = prior.eps(z, 500, prior.condition(
+        eps_alone = prior.predict(z[:1], 500, prior.condition(["drums"]))
+        eps_batched = prior.predict(z, 500, prior.condition(
             ["drums", "a long prompt about a string quartet playing softly"]))
     torch.testing.assert_close(eps_batched[:1], eps_alone, atol=1e-5, rtol=1e-4)
 
@@ -144,7 +144,7 @@ def test_half_precision_keeps_guidance_in_float32(folders):
     prior = load_prior(str(folders["musicldm"]), dtype=torch.bfloat16)
     z = torch.randn(1, *prior.latent_shape(N), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        eps = prior.eps(z, 300, prior.condition(["drums"], guidance_scale=3.0))
+        eps = prior.predict(z, 300, prior.condition(["drums"], guidance_scale=3.0))
     assert prior.dtype == torch.bfloat16 and prior.unet.dtype == torch.bfloat16
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
 

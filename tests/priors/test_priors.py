@@ -10,7 +10,11 @@ from diffmusic.dsp import log_mel
 from diffmusic.priors import GaussianPrior, PriorNotFound, cached_prior, load_prior
 from diffmusic.priors.embedded import EMBEDDED_DIR, embedded_prior, load_embedded
 from diffmusic.priors.latent import LatentDiffusionPrior
-from diffmusic.priors.schedule import alphas_cumprod_from_config, scaled_linear_alphas_cumprod
+from diffmusic.priors.schedule import (
+    alphas_cumprod_from_config,
+    prediction_type_from_config,
+    scaled_linear_alphas_cumprod,
+)
 from diffmusic.priors.tiny import tiny_prior
 
 
@@ -22,7 +26,7 @@ def test_tiny_prior_has_the_audioldm_geometry(tiny):
         wave = tiny.vocode(mel)
         assert mel.shape == (2, 512, 64) and wave.shape == (2, 81920)
         assert tiny.encode(wave).shape == (2, 8, 128, 16)
-        assert tiny.eps(z, 500).shape == z.shape
+        assert tiny.predict(z, 500).shape == z.shape
     assert torch.isfinite(wave).all() and wave.abs().max() > 1e-3
 
 
@@ -50,9 +54,9 @@ def test_decode_vocode_is_differentiable(tiny):
 def test_prompts_and_classifier_free_guidance_change_eps(tiny):
     z = torch.randn(2, 8, 32, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        plain = tiny.eps(z, 400, tiny.condition([None, None]))
-        drums = tiny.eps(z, 400, tiny.condition(["drums", "drums"]))
-        guided = tiny.eps(z, 400, tiny.condition(["drums", "drums"], guidance_scale=3.0))
+        plain = tiny.predict(z, 400, tiny.condition([None, None]))
+        drums = tiny.predict(z, 400, tiny.condition(["drums", "drums"]))
+        guided = tiny.predict(z, 400, tiny.condition(["drums", "drums"], guidance_scale=3.0))
     assert not torch.allclose(plain, drums)
     torch.testing.assert_close(guided, plain + 3.0 * (drums - plain), atol=1e-4, rtol=1e-4)
 
@@ -64,8 +68,11 @@ def test_schedule_from_checkpoint_config():
     torch.testing.assert_close(ac, scaled_linear_alphas_cumprod())
     assert ac.shape == (1000,) and float(ac[0]) == pytest.approx(1 - 0.0015)
     assert 0 < float(ac[-1]) < 1e-3
-    with pytest.raises(ValueError, match="epsilon"):
-        alphas_cumprod_from_config({**config, "prediction_type": "v_prediction"})
+    assert prediction_type_from_config(config) == "epsilon"
+    assert prediction_type_from_config({**config, "prediction_type": "v_prediction"}) == (
+        "v_prediction")
+    with pytest.raises(ValueError, match="v_prediction"):
+        prediction_type_from_config({**config, "prediction_type": "sample"})
     with pytest.raises(ValueError, match="schedule"):
         alphas_cumprod_from_config({**config, "beta_schedule": "cosine"})
 

@@ -46,7 +46,7 @@ def test_gaussian_eps_is_the_mmse_predictor(gaussian):
     a = float(gaussian.alphas_cumprod[300])
     noise = torch.randn(x.shape, generator=gen, dtype=torch.float64)
     z = a**0.5 * x + (1 - a) ** 0.5 * noise
-    eps = gaussian.eps(z, 300)
+    eps = gaussian.predict(z, 300)
     residual = (eps - noise).pow(2).mean()
     assert float(residual) < float(noise.pow(2).mean())
     # orthogonality principle: the MMSE error is uncorrelated with the observation

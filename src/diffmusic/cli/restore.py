@@ -149,9 +149,9 @@ def prior_from_args(args: argparse.Namespace) -> Prior:
         raise CliError("--device cuda: CUDA is not available on this machine")
     prior = priors.cached_prior(args.prior or DEFAULT_PRIOR, args.device, args.dtype,
                                 args.compile, args.checkpointing, args.offload)
-    if args.steps > prior.num_train_timesteps:
+    if prior.schedule.max_steps is not None and args.steps > prior.schedule.max_steps:
         raise CliError(f"--steps {args.steps}: the {prior.name} prior has "
-                       f"{prior.num_train_timesteps} training timesteps; use at most that many")
+                       f"{prior.schedule.max_steps} training timesteps; use at most that many")
     recording_options(args).restorer(prior, restore_settings(args), quiet=True)
     return prior
 

@@ -22,8 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from diffmusic.priors import PriorNotFound
-from diffmusic.priors.hub import BACKBONE_PARTS, backbone_prior, load_component
-from diffmusic.priors.hub import schedule as load_schedule
+from diffmusic.priors.hub import BACKBONE_PARTS, backbone_prior, load_component, scheduler_config
 from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs, cat_kwargs
 from diffmusic.priors.text import TextEncoders, clap_text_features, prompt_texts, tokenize
 
@@ -107,7 +106,7 @@ class AudioLDM2Conditioner:
 
 
 def audioldm2_prior(parts: dict, name: str, device: torch.device, dtype: torch.dtype,
-                    offload: bool = False, schedule: Tensor | None = None) -> LatentDiffusionPrior:
+                    offload: bool = False, scheduler: dict | None = None) -> LatentDiffusionPrior:
     """An AudioLDM2 prior from its components (the keyword arguments of ``AudioLDM2Pipeline``).
 
     Args:
@@ -117,7 +116,7 @@ def audioldm2_prior(parts: dict, name: str, device: torch.device, dtype: torch.d
         device: Device of all networks (text encoders: see ``offload``).
         dtype: Parameter dtype of the UNet, VAE and vocoder.
         offload: Keep the text encoders on the CPU between encodings.
-        schedule: ``alpha_bar_t`` ``(T,)`` (default: from ``parts["scheduler"].config``).
+        scheduler: The scheduler config (default: ``parts["scheduler"].config``).
     """
     kind = parts["text_encoder_2"].config.model_type
     if kind != "t5":
@@ -126,7 +125,7 @@ def audioldm2_prior(parts: dict, name: str, device: torch.device, dtype: torch.d
     conditioner = AudioLDM2Conditioner(
         parts["text_encoder"], parts["tokenizer"], parts["text_encoder_2"], parts["tokenizer_2"],
         parts["projection_model"], parts["language_model"], device, offload)
-    return backbone_prior(parts, name, device, dtype, conditioner, schedule)
+    return backbone_prior(parts, name, device, dtype, conditioner, scheduler)
 
 
 def load_audioldm2(folder: Path, name: str, device: torch.device, dtype: torch.dtype,
@@ -136,4 +135,4 @@ def load_audioldm2(folder: Path, name: str, device: torch.device, dtype: torch.d
     text_dtype = torch.float32 if torch.device(device).type == "cpu" else dtype
     parts = {name_: load_component(folder, name_, text_dtype) for name_ in TEXT_PARTS}
     parts.update({name_: load_component(folder, name_, dtype) for name_ in BACKBONE_PARTS})
-    return audioldm2_prior(parts, name, device, dtype, offload, load_schedule(folder))
+    return audioldm2_prior(parts, name, device, dtype, offload, scheduler_config(folder))

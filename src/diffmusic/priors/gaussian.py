@@ -71,7 +71,7 @@ class GaussianPrior(Prior):
             raise ValueError(f"the Gaussian prior models exactly {self.num_samples} samples")
         return (num_samples,)
 
-    def eps(self, z_t: Tensor, t: int, cond: Condition | None = None) -> Tensor:
+    def predict(self, z_t: Tensor, t: int, cond: Condition | None = None) -> Tensor:
         a = float(self.alphas_cumprod[t])
         u, lam = self.eigenvectors, self.eigenvalues
         centred = (z_t.double() - math.sqrt(a) * self.mean) @ u

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from diffmusic.dsp import MelConfig
 from diffmusic.priors import PriorNotFound
 from diffmusic.priors.latent import LatentDiffusionPrior
-from diffmusic.priors.schedule import alphas_cumprod_from_config
+from diffmusic.priors.schedule import alphas_cumprod_from_config, prediction_type_from_config
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 TRUTHY = {"1", "true", "yes", "on"}
@@ -156,25 +156,28 @@ def mel_config(vocoder: nn.Module) -> MelConfig:
                      fmax=config.sampling_rate / 2)
 
 
-def schedule(folder: Path) -> Tensor:
-    """``alpha_bar_t`` ``(T,)`` from ``scheduler/scheduler_config.json``."""
-    return alphas_cumprod_from_config(read_json(folder / "scheduler" / "scheduler_config.json"))
+def scheduler_config(folder: Path) -> dict:
+    """``scheduler/scheduler_config.json`` of a checkpoint (read as JSON: the scheduler class
+    itself is never built)."""
+    return read_json(folder / "scheduler" / "scheduler_config.json")
 
 
 def backbone_prior(parts: dict, name: str, device: torch.device, dtype: torch.dtype,
-                   conditioner, schedule: Tensor | None = None,
+                   conditioner, scheduler: dict | None = None,
                    unet_kwargs: dict | None = None) -> LatentDiffusionPrior:
     """A :class:`LatentDiffusionPrior` around ``parts["unet"]``, ``["vae"]`` and ``["vocoder"]``.
 
     The mel front end comes from the vocoder config, the latent geometry from the VAE config,
-    the schedule from ``schedule`` or ``parts["scheduler"].config``; the window is the
-    family's 5.12 s (:data:`diffmusic.priors.latent.WINDOW_FRAMES` latent frames).
+    the schedule and prediction type from the scheduler config ``scheduler`` (default:
+    ``parts["scheduler"].config``); the window is the family's 5.12 s
+    (:data:`diffmusic.priors.latent.WINDOW_FRAMES` latent frames).
     """
-    if schedule is None:
-        schedule = alphas_cumprod_from_config(dict(parts["scheduler"].config))
+    if scheduler is None:
+        scheduler = dict(parts["scheduler"].config)
     unet, vae, vocoder = (_to(parts[k], device, dtype) for k in BACKBONE_PARTS)
-    return LatentDiffusionPrior(name, unet, vae, vocoder, schedule, conditioner,
-                                mel=mel_config(vocoder), unet_kwargs=unet_kwargs)
+    return LatentDiffusionPrior(name, unet, vae, vocoder, alphas_cumprod_from_config(scheduler),
+                                conditioner, mel=mel_config(vocoder), unet_kwargs=unet_kwargs,
+                                prediction_type=prediction_type_from_config(scheduler))
 
 
 def _to(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:

@@ -86,6 +86,7 @@ class LatentDiffusionPrior(Prior):
             image out), e.g. the embedded prior's sub-pixel decoder; ``vae`` still encodes.
         window: Native window in samples, a multiple of :attr:`latent_hop` (``None``:
             :data:`WINDOW_FRAMES` latent frames).
+        prediction_type: What the UNet predicts (``"epsilon"`` or ``"v_prediction"``).
 
     Raises:
         ValueError: A window that is not a whole number of latent frames.
@@ -95,8 +96,10 @@ class LatentDiffusionPrior(Prior):
                  alphas_cumprod: Tensor, conditioner: Conditioner | None = None,
                  mel: MelConfig = MelConfig(), latent_channels: int | None = None,
                  downsample: int | None = None, unet_kwargs: dict | None = None,
-                 decoder: nn.Module | None = None, window: int | None = None) -> None:
+                 decoder: nn.Module | None = None, window: int | None = None,
+                 prediction_type: str = "epsilon") -> None:
         self.name = name
+        self.prediction_type = prediction_type
         self.unet, self.vae, self.vocoder = unet.eval(), vae.eval(), vocoder.eval()
         self.decoder = decoder.eval() if decoder is not None else None
         for module in self.networks():
@@ -164,7 +167,7 @@ class LatentDiffusionPrior(Prior):
         out = self.unet(z.to(self.device, self.dtype), step, **self.unet_kwargs, **kwargs)
         return out.sample.float()
 
-    def eps(self, z_t: Tensor, t: int, cond: GuidedCondition | None = None) -> Tensor:
+    def predict(self, z_t: Tensor, t: int, cond: GuidedCondition | None = None) -> Tensor:
         if cond is None and self.conditioner is not None:
             cond = GuidedCondition(self._unconditional(z_t.shape[0]))
         if cond is None:

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from diffmusic.priors.hub import BACKBONE_PARTS, backbone_prior, load_component
-from diffmusic.priors.hub import schedule as load_schedule
+from diffmusic.priors.hub import BACKBONE_PARTS, backbone_prior, load_component, scheduler_config
 from diffmusic.priors.latent import LatentDiffusionPrior, UnetKwargs
 from diffmusic.priors.text import TextEncoders, clap_text_features, prompt_texts
 
@@ -44,7 +43,7 @@ class ClapConditioner:
 
 
 def musicldm_prior(parts: dict, name: str, device: torch.device, dtype: torch.dtype,
-                   offload: bool = False, schedule: Tensor | None = None) -> LatentDiffusionPrior:
+                   offload: bool = False, scheduler: dict | None = None) -> LatentDiffusionPrior:
     """A MusicLDM prior from its components (the keyword arguments of ``MusicLDMPipeline``).
 
     Args:
@@ -53,10 +52,10 @@ def musicldm_prior(parts: dict, name: str, device: torch.device, dtype: torch.dt
         device: Device of all networks.
         dtype: Parameter dtype of the UNet, VAE and vocoder.
         offload: Keep the text encoder on the CPU between encodings.
-        schedule: ``alpha_bar_t`` ``(T,)`` (default: from ``parts["scheduler"].config``).
+        scheduler: The scheduler config (default: ``parts["scheduler"].config``).
     """
     conditioner = ClapConditioner(parts["text_encoder"], parts["tokenizer"], device, offload)
-    return backbone_prior(parts, name, device, dtype, conditioner, schedule,
+    return backbone_prior(parts, name, device, dtype, conditioner, scheduler,
                           unet_kwargs={"encoder_hidden_states": None})
 
 
@@ -68,4 +67,4 @@ def load_musicldm(folder: Path, name: str, device: torch.device, dtype: torch.dt
     parts = {"text_encoder": load_component(folder, "text_encoder", text_dtype),
              "tokenizer": load_component(folder, "tokenizer")}
     parts.update({name_: load_component(folder, name_, dtype) for name_ in BACKBONE_PARTS})
-    return musicldm_prior(parts, name, device, dtype, offload, load_schedule(folder))
+    return musicldm_prior(parts, name, device, dtype, offload, scheduler_config(folder))

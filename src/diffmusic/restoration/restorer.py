@@ -81,6 +81,24 @@ def from_mid_side(wave: Tensor) -> Tensor:
     return torch.stack([wave[0] + wave[1], wave[0] - wave[1]])
 
 
+def joint_channels(wave: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """A recording's channels ``(C, ...)`` padded to a multiple of a prior's ``channels`` by
+    repeating the last one (a mono recording: twice for a stereo prior), and which input channel
+    each padded channel copies, ``(C',)``."""
+    padded = -(-wave.shape[0] // channels) * channels
+    source = torch.arange(padded).clamp_max(wave.shape[0] - 1)
+    return wave[source], source
+
+
+def merge_channels(restored: Tensor, source: Tensor, count: int) -> Tensor:
+    """The inverse of :func:`joint_channels`: each of ``count`` input channels is the mean of
+    the restored channels ``(C', ...)`` that copied it (a mono recording: the downmix)."""
+    total = torch.zeros(count, *restored.shape[1:], dtype=restored.dtype, device=restored.device)
+    total.index_add_(0, source.to(restored.device), restored)
+    copies = torch.bincount(source, minlength=count).to(restored)
+    return total / copies.view(-1, *[1] * (restored.dim() - 1))
+
+
 def window_record(records: list[dict], segment: int, overlap: int, gaps: list) -> dict:
     """The record of a windowed restoration: the first window's settings, the mean losses and
     one entry per window (start, length, seed, operator, losses, seconds)."""
@@ -254,8 +272,10 @@ class Restorer:
 
         Each channel (or the mid and side of a stereo recording) is resampled to the
         operator's measurement rate and restored by :meth:`restore_windows`; the result goes
-        back to the input's channels and to ``out_rate``. With projection on, what the input
-        already holds is kept (:meth:`~diffmusic.operators.Operator.keep_original`).
+        back to the input's channels and to ``out_rate``. A prior of several channels (Stable
+        Audio Open: stereo) restores the channels jointly (:func:`joint_channels`). With
+        projection on, what the input already holds is kept
+        (:meth:`~diffmusic.operators.Operator.keep_original`).
 
         Args:
             make: Builds the operator of the whole recording at the prior's rate (see
@@ -264,7 +284,8 @@ class Restorer:
                 super-resolution).
             rate: Its sample rate in Hz.
             channels: ``"independent"`` or ``"mid-side"`` (stereo only; other inputs are
-                restored channel by channel).
+                restored channel by channel); for a prior of several channels, which restores
+                them jointly, only ``"independent"``.
             out_rate: Output rate in Hz (default: the operator's
                 :meth:`~diffmusic.operators.Operator.output_rate`).
 
@@ -286,18 +307,27 @@ class Restorer:
             raise ValueError(f"{operator.task} measures {operator.measurement_kind}s, not "
                              "audio; restore them with restore_windows")
         mid_side = channels == "mid-side" and wave.shape[0] == 2
-        signals = to_mid_side(wave) if mid_side else wave
+        if prior.channels > 1 and channels != "independent":
+            raise ValueError(f"the {prior.channels}-channel prior {prior.name} restores the "
+                             f"channels jointly; channel mode {channels!r} does not apply")
+        signals, source = (joint_channels(wave, prior.channels) if prior.channels > 1 else
+                           (to_mid_side(wave) if mid_side else wave, None))
         # read at the recording's own rate (a resampled clipping plateau ripples)
         operator = operator.fitted(signals, rate)
         y = resample(signals, rate, operator.measurement_rate)
         if self.settings.similarity:  # here, so that keep_original sees the matches
             operator, y = operator.with_similarity(y)
         result = self.restore_windows(operator, y, length)
-        restored = from_mid_side(result.wave) if mid_side else result.wave
+        restored = result.wave
+        if source is not None:
+            restored = merge_channels(restored, source, wave.shape[0])
+        elif mid_side:
+            restored = from_mid_side(restored)
         out_rate = out_rate or operator.output_rate(rate)
         out = (operator.keep_original(wave, restored, rate, prior.sample_rate, out_rate)
                if self.settings.project else
                resampled_like(wave, restored, rate, prior.sample_rate, out_rate))
         record = {**result.record, "sample_rate": out_rate, "input_rate": rate,
-                  "channel_mode": "mid-side" if mid_side else "independent"}
+                  "channel_mode": ("joint" if source is not None else
+                                   "mid-side" if mid_side else "independent")}
         return RecordingRestoration(out, out_rate, record)

@@ -11,7 +11,7 @@ from torch import Tensor
 from diffmusic.operators import Operator
 from diffmusic.priors.base import Prior
 from diffmusic.restoration.settings import Prompts, Settings
-from diffmusic.samplers import SAMPLERS, Callback, WarmStart
+from diffmusic.samplers import SAMPLERS, Callback, WarmStart, to_latent_layout
 
 MAX_GAIN_DB = 40.0
 """Largest boost or cut of the level normalisation (near-silent measurements stay quiet)."""
@@ -50,11 +50,18 @@ def expand_prompts(prompts: Prompts, operator: Operator, batch: int) -> list[str
     return per_source * batch
 
 
-def level_gain_db(operator: Operator, y: Tensor, level_db: float | None) -> Tensor:
-    """Per-item gain in dB that brings ``y`` to ``level_db`` dBFS (zeros for ``None``), ``(B,)``."""
+def level_gain_db(operator: Operator, y: Tensor, level_db: float | None,
+                  channels: int = 1) -> Tensor:
+    """Per-item gain in dB that brings ``y`` to ``level_db`` dBFS (zeros for ``None``), ``(B,)``.
+
+    Items restored jointly by a prior of ``channels`` channels (groups of consecutive items,
+    the channels of one recording) share one gain, from their mean power: the prior sees the
+    recording's own balance between its channels.
+    """
     if level_db is None:
         return torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
-    level = 20 * torch.log10(operator.level(y).clamp_min(1e-10))
+    power = operator.level(y).pow(2).reshape(-1, channels).mean(1, keepdim=True)
+    level = 10 * torch.log10(power.clamp_min(1e-20)).expand(-1, channels).reshape(-1)
     return (level_db - level).clamp(-MAX_GAIN_DB, MAX_GAIN_DB)
 
 
@@ -79,7 +86,8 @@ def warm_start_from_baseline(prior: Prior, operator: Operator, y: Tensor,
         return None
     with torch.no_grad():
         init = operator.baseline(y)
-        return WarmStart(prior.encode(init.reshape(-1, init.shape[-1])), strength)
+        return WarmStart(prior.encode(to_latent_layout(init, operator, prior.channels)),
+                         strength)
 
 
 def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
@@ -119,7 +127,7 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
                                                      device=y.device)
     with torch.no_grad():
         y_ac = y if dc is None else y - operator(offset)
-    gain_db = level_gain_db(operator, y_ac, settings.level_db)
+    gain_db = level_gain_db(operator, y_ac, settings.level_db, prior.channels)
     gain = 10 ** (gain_db / 20)
     y_in = y_ac * _per_item(gain, y_ac)
     at_level = operator.rescaled(gain)
