@@ -1,4 +1,5 @@
-"""AudioLDM2 and MusicLDM component sets built in code, saved in the diffusers layout (test and
+"""AudioLDM2, MusicLDM and Stable Audio Open component sets built in code, saved in the diffusers
+layout (test and
 benchmark material, not part of the package: ``tests/test_hf_priors.py`` and
 ``benchmarks/full_size_priors.py`` import it).
 
@@ -10,11 +11,15 @@ punctuation, word starts). GPT-2 needs no tokenizer: AudioLDM2 feeds it embeddin
 published UNet/VAE/vocoder architectures (UNet channels 128/256/384/640, VAE 128/256/512 with 8
 latent channels, HiFi-GAN upsample rates 5,4,2,2,2 from 1024 channels) with random weights and
 one-layer text encoders of the published widths (they run once per restoration), for
-benchmarks.
+benchmarks. Stable Audio Open at ``size="full"`` is the published DiT (24 layers, 24 heads of
+64, 1024 latent frames of 64 channels) and Oobleck VAE (hop 2048, 44.1 kHz stereo) with a
+one-layer T5 of width 768; its scheduler is written as the checkpoint's JSON config, since the
+scheduler class needs ``torchsde``.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +30,12 @@ from diffusers import (
     AudioLDM2ProjectionModel,
     AudioLDM2UNet2DConditionModel,
     AutoencoderKL,
+    AutoencoderOobleck,
     DDIMScheduler,
     MusicLDMPipeline,
+    StableAudioDiTModel,
+    StableAudioPipeline,
+    StableAudioProjectionModel,
     UNet2DConditionModel,
 )
 from transformers import (
@@ -199,3 +208,59 @@ def save_musicldm(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path
     """Write a MusicLDM checkpoint (``model_index.json``, one folder per component)."""
     MusicLDMPipeline(**musicldm_components(size, seed)).save_pretrained(folder)
     return Path(folder)
+
+
+STABLE_AUDIO_SCHEDULER = {"_class_name": "CosineDPMSolverMultistepScheduler", "sigma_min": 0.3,
+                          "sigma_max": 500.0, "sigma_data": 1.0, "sigma_schedule": "exponential",
+                          "num_train_timesteps": 1000, "solver_order": 2,
+                          "prediction_type": "v_prediction", "rho": 7.0,
+                          "solver_type": "midpoint", "lower_order_final": True,
+                          "euler_at_final": False, "final_sigmas_type": "zero"}
+"""Stable Audio Open's ``scheduler/scheduler_config.json``."""
+STABLE_AUDIO_SIZES = {
+    "tiny": {"dit": {"sample_size": 256, "in_channels": 8, "out_channels": 8, "num_layers": 2,
+                     "attention_head_dim": 8, "num_attention_heads": 2,
+                     "num_key_value_attention_heads": 1, "cross_attention_dim": 16,
+                     "time_proj_dim": 8, "global_states_input_dim": 32,
+                     "cross_attention_input_dim": 16},
+             "vae": {"encoder_hidden_size": 16, "downsampling_ratios": [4, 8, 16],
+                     "channel_multiples": [1, 2, 2], "decoder_channels": 4,
+                     "decoder_input_channels": 8},
+             "t5": 16, "tokens": 16},
+    "full": {"dit": {}, "vae": {}, "t5": 768, "tokens": 128},
+}
+"""Stable Audio widths: ``tiny`` (hop 512, a window of 256 frames = 2.97 s at 44.1 kHz) and
+``full`` (the diffusers defaults, which are the published model's)."""
+
+
+def stable_audio_components(size: str = "tiny", seed: int = 0) -> dict:
+    """The keyword arguments of ``StableAudioPipeline`` at ``size``, without the scheduler."""
+    widths = STABLE_AUDIO_SIZES[size]
+    torch.manual_seed(seed)
+    tokenizer = t5_tokenizer(widths["tokens"])
+    width = widths["t5"]
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=width, d_ff=2 * width,
+                                 d_kv=width // 2, num_heads=2, num_layers=1))
+    transformer = StableAudioDiTModel(**widths["dit"])
+    vae = AutoencoderOobleck(audio_channels=2, sampling_rate=44100, **widths["vae"])
+    conditioning = transformer.config.cross_attention_input_dim
+    projection = StableAudioProjectionModel(text_encoder_dim=width,
+                                            conditioning_dim=conditioning, min_value=0,
+                                            max_value=512)
+    return {"vae": vae, "text_encoder": t5, "projection_model": projection,
+            "tokenizer": tokenizer, "transformer": transformer}
+
+
+def save_stable_audio(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a Stable Audio Open checkpoint (``model_index.json``, one folder per component,
+    ``scheduler/scheduler_config.json``)."""
+    folder = Path(folder)
+    StableAudioPipeline(**stable_audio_components(size, seed), scheduler=None).save_pretrained(
+        folder)
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(STABLE_AUDIO_SCHEDULER, indent=2))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", STABLE_AUDIO_SCHEDULER["_class_name"]]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder

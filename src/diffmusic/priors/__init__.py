@@ -19,16 +19,19 @@ class PriorNotFound(ValueError):
 
 
 PRIOR_NAMES = ("embedded", "tiny", "gaussian", "audioldm2", "audioldm2-music", "audioldm2-large",
-               "musicldm")
+               "musicldm", "stable-audio")
 REPOSITORIES = {"audioldm2": "cvssp/audioldm2-music", "audioldm2-music": "cvssp/audioldm2-music",
-                "audioldm2-large": "cvssp/audioldm2-large", "musicldm": "ucsd-reach/musicldm"}
+                "audioldm2-large": "cvssp/audioldm2-large", "musicldm": "ucsd-reach/musicldm",
+                "stable-audio": "stabilityai/stable-audio-open-1.0"}
 """Hugging Face repositories of the named pretrained priors (``cvssp/audioldm2``: by its id)."""
-FAMILIES = {"AudioLDM2Pipeline": "audioldm2", "MusicLDMPipeline": "musicldm"}
+FAMILIES = {"AudioLDM2Pipeline": "audioldm2", "MusicLDMPipeline": "musicldm",
+            "StableAudioPipeline": "stable-audio"}
 """``model_index.json`` ``_class_name`` -> prior family."""
 
 
 def _pretrained(spec: str, device: torch.device, dtype: torch.dtype, offload: bool) -> Prior:
-    """AudioLDM2 / MusicLDM from a folder, a repository id or a name in :data:`REPOSITORIES`."""
+    """AudioLDM2 / MusicLDM / Stable Audio Open from a folder, a repository id or a name in
+    :data:`REPOSITORIES`."""
     from diffmusic.priors.hub import family, locate
 
     folder = locate(REPOSITORIES.get(spec, spec))
@@ -39,8 +42,10 @@ def _pretrained(spec: str, device: torch.device, dtype: torch.dtype, offload: bo
     name = f"{kind}:{folder}" if Path(spec).exists() else REPOSITORIES.get(spec, spec)
     if kind == "audioldm2":
         from diffmusic.priors.audioldm2 import load_audioldm2 as load
-    else:
+    elif kind == "musicldm":
         from diffmusic.priors.musicldm import load_musicldm as load
+    else:
+        from diffmusic.priors.stable_audio import load_stable_audio as load
     return load(folder, name, device, dtype, offload)
 
 
@@ -67,13 +72,14 @@ def load_prior(name: str, device: str | torch.device = "cpu",
 
     Args:
         name: ``tiny``, ``gaussian``, ``audioldm2`` (= ``audioldm2-music``),
-            ``audioldm2-large``, ``musicldm``, a repository id such as ``cvssp/audioldm2``, or a
-            folder in the diffusers layout (family read from ``model_index.json``).
+            ``audioldm2-large``, ``musicldm``, ``stable-audio`` (Stable Audio Open 1.0), a
+            repository id such as ``cvssp/audioldm2``, or a folder in the diffusers layout
+            (family read from ``model_index.json``).
         device: Device of the networks.
         dtype: Parameter dtype (``float16``/``bfloat16`` on GPUs; guidance math stays float32).
         offload: Keep text encoders on the CPU except while encoding prompts.
-        compile: Wrap the UNet in ``torch.compile`` (opt-in; first steps are slow).
-        checkpointing: Gradient checkpointing in the UNet and VAE (less memory for the
+        compile: Wrap the UNet (DiT) in ``torch.compile`` (opt-in; first steps are slow).
+        checkpointing: Gradient checkpointing in the UNet (DiT) and VAE (less memory for the
             backward passes of the guided samplers, some recomputation).
 
     Raises:
@@ -100,12 +106,13 @@ def load_prior(name: str, device: str | torch.device = "cpu",
     else:
         raise PriorNotFound(f"unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}, "
                             "a Hugging Face repository id or a folder")
+    denoiser = prior.denoiser_name
     if checkpointing:
-        for module in (prior.unet, prior.vae):
+        for module in (getattr(prior, denoiser), prior.vae):
             if getattr(module, "_supports_gradient_checkpointing", False):
                 module.enable_gradient_checkpointing()
     if compile:
-        prior.unet = torch.compile(prior.unet)
+        setattr(prior, denoiser, torch.compile(getattr(prior, denoiser)))
     return prior
 
 

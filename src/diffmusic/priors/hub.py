@@ -46,9 +46,15 @@ def hub_cache() -> str | None:
     return None
 
 
+GATED = ("stabilityai/stable-audio-open-1.0",)
+"""Repositories that download only after their licence is accepted on the Hub."""
+
+
 def missing_message(repo: str, reason: str) -> str:
     """The one line shown when a repository is not available locally."""
-    return (f"prior {repo} is not available ({reason}); on a machine with internet run "
+    gated = (f"accept its licence at https://huggingface.co/{repo}, run `huggingface-cli login`, "
+             if repo in GATED else "")
+    return (f"prior {repo} is not available ({reason}); on a machine with internet {gated}run "
             f"`huggingface-cli download {repo}` and copy the Hugging Face cache "
             f"(~/.cache/huggingface/hub) here, or pass --prior PATH to a folder with its files")
 
@@ -174,13 +180,13 @@ def backbone_prior(parts: dict, name: str, device: torch.device, dtype: torch.dt
     """
     if scheduler is None:
         scheduler = dict(parts["scheduler"].config)
-    unet, vae, vocoder = (_to(parts[k], device, dtype) for k in BACKBONE_PARTS)
+    unet, vae, vocoder = (moved_to(parts[k], device, dtype) for k in BACKBONE_PARTS)
     return LatentDiffusionPrior(name, unet, vae, vocoder, alphas_cumprod_from_config(scheduler),
                                 conditioner, mel=mel_config(vocoder), unet_kwargs=unet_kwargs,
                                 prediction_type=prediction_type_from_config(scheduler))
 
 
-def _to(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+def moved_to(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Move a module, casting only when its dtype differs (diffusers warns on every cast)."""
     if next(module.parameters()).dtype != dtype:
         module = module.to(dtype)

@@ -121,6 +121,9 @@ class LatentDiffusionPrior(Prior):
         self.unet_kwargs = dict(unet_kwargs or {})
         self._null: UnetKwargs | None = None
 
+    denoiser_name = "unet"
+    """Attribute that holds the noise predictor (compiled by ``load_prior(compile=True)``)."""
+
     def networks(self) -> list[nn.Module]:
         """Every network of the prior (UNet, VAE, vocoder, and the decoder when separate)."""
         return [m for m in (self.unet, self.vae, self.vocoder, self.decoder) if m is not None]

@@ -120,7 +120,8 @@ def restore(prior: Prior, operator: Operator, y: Tensor, settings: Settings,
         operator, y = operator.with_similarity(y)
     generator = torch.Generator(device=prior.device).manual_seed(settings.seed)
     resolved = settings.resolve(prior.name, operator.task)
-    cond = prior.condition(expand_prompts(settings.prompts, operator, y.shape[0]),
+    cond = prior.condition(expand_prompts(settings.prompts, operator,
+                                          y.shape[0] // prior.channels),
                            resolved.guidance_scale, settings.negative_prompt)
     dc = operator.dc_offset(y)
     offset = 0.0 if dc is None else dc * torch.ones(operator.num_samples, dtype=y.dtype,
