@@ -1,17 +1,21 @@
-"""Seconds per sampling step and peak memory of full-size AudioLDM2-music and MusicLDM priors.
+"""Seconds per sampling step and peak memory of full-size AudioLDM2-music, MusicLDM and Stable
+Audio Open priors.
 
-The UNet, VAE and vocoder have the published architectures (random weights: the real ones cannot
-be downloaded here); the text encoders are one layer deep at the published widths, since they
-run once per restoration and are not part of a step. One 5.12 s clip, inpainting, prompt + CFG.
+The UNet (DiT), VAE and vocoder have the published architectures (random weights: the real ones
+cannot be downloaded here); the text encoders are one layer deep at the published widths, since
+they run once per restoration and are not part of a step. One clip (the prior's window, or
+``--seconds``; Stable Audio Open: stereo at 44.1 kHz), inpainting of [2 s, 3 s), prompt + CFG.
 
 Usage::
 
     .venv/bin/python benchmarks/full_size_priors.py --models audioldm2 musicldm --steps 3
+    .venv/bin/python benchmarks/full_size_priors.py --models stable-audio --seconds 10 47
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import resource
 import statistics
@@ -24,14 +28,23 @@ import torch
 from diffmusic.operators import Inpainting
 from diffmusic.priors.audioldm2 import audioldm2_prior
 from diffmusic.priors.musicldm import musicldm_prior
+from diffmusic.priors.stable_audio import stable_audio_prior
 from diffmusic.restoration import Settings, restore
 
 # the random full-size components are test material, kept in tests/hf_components.py
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hf_components import audioldm2_components, musicldm_components  # noqa: E402
+from hf_components import (  # noqa: E402
+    STABLE_AUDIO_SCHEDULER,
+    audioldm2_components,
+    musicldm_components,
+    stable_audio_components,
+)
 
 BUILDERS = {"audioldm2": (audioldm2_components, audioldm2_prior),
-            "musicldm": (musicldm_components, musicldm_prior)}
+            "musicldm": (musicldm_components, musicldm_prior),
+            "stable-audio": (stable_audio_components,
+                             functools.partial(stable_audio_prior,
+                                               scheduler=STABLE_AUDIO_SCHEDULER))}
 
 
 def millions(module: torch.nn.Module) -> float:
@@ -47,22 +60,36 @@ def peak_mb(device: torch.device) -> float:
 
 
 def bench(model: str, steps: int, device: torch.device, dtype: torch.dtype,
-          samplers: list[str], checkpointing: bool = False) -> None:
-    """Build one full-size prior and time sampler steps on one clip."""
+          samplers: list[str], checkpointing: bool = False,
+          seconds: list[float] | None = None) -> None:
+    """Build one full-size prior and time sampler steps on one clip per window length."""
     build, wrap = BUILDERS[model]
     start = time.perf_counter()
     prior = wrap(build("full"), f"{model}-full-random", device, dtype)
+    denoiser = getattr(prior, prior.denoiser_name)
     if checkpointing:
-        prior.unet.enable_gradient_checkpointing()
-        prior.vae.enable_gradient_checkpointing()
-    n = prior.window  # 5.12 s
-    print(f"{model}: built in {time.perf_counter() - start:.1f} s; UNet "
-          f"{millions(prior.unet):.0f}M, VAE {millions(prior.vae):.0f}M, vocoder "
-          f"{millions(prior.vocoder):.0f}M parameters; latent {prior.latent_shape(n)}; "
-          f"RSS/peak {peak_mb(device):.0f} MB", flush=True)
+        prior.use_gradient_checkpointing()
+    sizes = ", ".join(f"{name} {millions(module):.0f}M" for name, module in
+                      (("denoiser", denoiser), ("VAE", prior.vae),
+                       ("vocoder", getattr(prior, "vocoder", None))) if module is not None)
+    print(f"{model}: built in {time.perf_counter() - start:.1f} s; {sizes} parameters; "
+          f"window {prior.window / prior.sample_rate:.2f} s; RSS/peak {peak_mb(device):.0f} MB",
+          flush=True)
+    lengths = ([prior.window] if not seconds else
+               [min(prior.window, round(s * prior.sample_rate) // prior.latent_hop
+                    * prior.latent_hop) for s in seconds])
+    for n in lengths:
+        time_window(prior, model, n, steps, samplers, device)
+
+
+def time_window(prior, model: str, n: int, steps: int, samplers: list[str],
+                device: torch.device) -> None:
+    """Time each sampler's steps on an inpainting clip of ``n`` samples."""
     op = Inpainting(prior.sample_rate, n, [(2.0, 3.0)])
-    clean = 0.1 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
+    clean = 0.1 * torch.randn(prior.channels, n, generator=torch.Generator().manual_seed(0))
     y = op(clean)
+    label = f"{model} {n / prior.sample_rate:.2f} s {prior.channels} ch, latent " \
+            f"{prior.latent_shape(n)}"
     for sampler in samplers:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -73,7 +100,7 @@ def bench(model: str, steps: int, device: torch.device, dtype: torch.dtype,
         result = restore(prior, op, y, settings, lambda _, add=stamp: add(time.perf_counter()))
         per_step = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
         first = stamps[1] - stamps[0]
-        print(f"{model} {sampler}: {statistics.median(per_step or [first]):.2f} s/step "
+        print(f"{label} {sampler}: {statistics.median(per_step or [first]):.2f} s/step "
               f"(median of steps 2..{steps}; first step incl. prompt encoding {first:.2f} s; "
               f"total {result.record['seconds']:.1f} s); peak memory {peak_mb(device):.0f} MB",
               flush=True)
@@ -88,7 +115,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--samplers", nargs="+", default=["diffmusic", "dps"])
     parser.add_argument("--checkpointing", action="store_true",
-                        help="gradient checkpointing in the UNet and the VAE")
+                        help="gradient checkpointing in the UNet (DiT) and the VAE")
+    parser.add_argument("--seconds", type=float, nargs="+", default=None,
+                        help="window lengths (default: the prior's window)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,7 +126,7 @@ def main() -> None:
           f"gradient checkpointing {args.checkpointing}")
     for model in args.models:
         bench(model, args.steps, torch.device(args.device), getattr(torch, args.dtype),
-              args.samplers, args.checkpointing)
+              args.samplers, args.checkpointing, args.seconds)
 
 
 if __name__ == "__main__":

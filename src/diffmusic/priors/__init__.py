@@ -108,9 +108,7 @@ def load_prior(name: str, device: str | torch.device = "cpu",
                             "a Hugging Face repository id or a folder")
     denoiser = prior.denoiser_name
     if checkpointing:
-        for module in (getattr(prior, denoiser), prior.vae):
-            if getattr(module, "_supports_gradient_checkpointing", False):
-                module.enable_gradient_checkpointing()
+        prior.use_gradient_checkpointing()
     if compile:
         setattr(prior, denoiser, torch.compile(getattr(prior, denoiser)))
     return prior

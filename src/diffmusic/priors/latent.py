@@ -128,6 +128,13 @@ class LatentDiffusionPrior(Prior):
         """Every network of the prior (UNet, VAE, vocoder, and the decoder when separate)."""
         return [m for m in (self.unet, self.vae, self.vocoder, self.decoder) if m is not None]
 
+    def use_gradient_checkpointing(self) -> None:
+        """Gradient checkpointing in the UNet and the VAE (less memory for the backward passes
+        of the guided samplers, some recomputation)."""
+        for module in (self.unet, self.vae):
+            if getattr(module, "_supports_gradient_checkpointing", False):
+                module.enable_gradient_checkpointing()
+
     @property
     def latent_hop(self) -> int:
         """Samples per latent frame: the mel hop times the VAE's time downsampling."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from diffmusic.dsp import MelConfig, log_mel
 from diffmusic.priors import PriorNotFound
@@ -112,6 +113,16 @@ class StableAudioPrior(Prior):
     def networks(self) -> list[nn.Module]:
         """The DiT, the VAE and the projection model (the text encoder runs once)."""
         return [self.transformer, self.vae, self.projection]
+
+    def use_gradient_checkpointing(self) -> None:
+        """Gradient checkpointing in the DiT (diffusers') and in each residual unit of the VAE
+        decoder (here: ``AutoencoderOobleck`` has none). The decoder's last units hold 128
+        channels at the audio rate, about 1 GB per tensor for a 47 s window, so the loss's
+        backward pass through the decoder needs this on machines without a large GPU."""
+        self.transformer.enable_gradient_checkpointing()
+        for unit in self.vae.decoder.modules():
+            if type(unit).__name__ == "OobleckResidualUnit":
+                unit.forward = functools.partial(_checkpointed, unit.forward)
 
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:
         if num_samples % self.latent_hop:
@@ -205,6 +216,14 @@ class StableAudioPrior(Prior):
 
     def decoded_mel(self, decoded: Tensor) -> Tensor:
         return log_mel(decoded, self.mel)
+
+
+def _checkpointed(forward, hidden_state: Tensor) -> Tensor:
+    """``forward(hidden_state)`` that keeps only its input for the backward pass (recomputing
+    the rest) while gradients are on."""
+    if not torch.is_grad_enabled():
+        return forward(hidden_state)
+    return checkpoint(forward, hidden_state, use_reentrant=False)
 
 
 def stable_audio_prior(parts: dict, name: str, device: torch.device, dtype: torch.dtype,
