@@ -54,15 +54,7 @@ runs=$2
 parts=${3:-}
 minutes=${4:-8}
 
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-if [ -d .whl ] && ! python3 -c "import diffusers, soundfile, julius, soxr" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/diffmusic-site .whl/*.whl
-    export PYTHONPATH="$PYTHONPATH:/tmp/diffmusic-site"
-fi
-if [ "${DEVICE:-cuda}" != cpu ]; then
-    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true
-fi
+source "$(dirname "$0")/gpu_env.sh"
 
 limit=$(python3 -c "print(int(float('$minutes') * 60 + 90))")
 status=0

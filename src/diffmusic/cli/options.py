@@ -233,7 +233,7 @@ def add_sampler_options(parser: argparse.ArgumentParser, *, steps: int) -> None:
                        help="keep the text encoders on the CPU except while encoding prompts "
                             "(less GPU memory; AudioLDM2 and MusicLDM)")
     group.add_argument("--checkpointing", action="store_true",
-                       help="gradient checkpointing in the UNet and VAE (less memory)")
+                       help="gradient checkpointing in the UNet (DiT) and VAE (less memory)")
 
 
 def restore_settings(args: argparse.Namespace) -> Settings:
