@@ -13,12 +13,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) --quiet torch==2.13.0
 	$(PIP) --quiet -e '.[test]'
 	$(BIN)/pip install --quiet --no-deps musicnn==0.1.0  # TF1 checkpoints for FAD-musicnn; read without TensorFlow
+	$(BIN)/python -m diffmusic.studio.assets  # the studio's waveform component, from npm, once
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/diffmusic demo -o demo_out
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 

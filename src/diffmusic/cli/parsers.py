@@ -228,5 +228,27 @@ def add_bench(subparsers: argparse._SubParsersAction, common: argparse.ArgumentP
                         "else $DIFFMUSIC_TUNED or the prior's shipped defaults)")
 
 
-COMMANDS = (add_degrade, add_restore, add_detect_gaps, add_demo, add_bench)
+def add_studio(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``studio``."""
+    parser = add_command(
+        subparsers, common, "studio", help="restore in the browser: see, mark, run, compare",
+        description="Start the studio, a local web app over the restorer: upload a recording, "
+                    "see its waveform and spectrogram, mark the damage, restore it and compare "
+                    "before and after. Results are kept in STORE across restarts.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; any other needs --token)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    parser.add_argument("--token", help="secret every request must carry (the printed address "
+                                        "holds it)")
+    parser.add_argument("--store", type=Path, metavar="DIR",
+                        help="where uploads, results and their database live (default "
+                             "$XDG_DATA_HOME/diffmusic/studio)")
+    parser.add_argument("--max-upload-mb", type=positive_float, default=200.0, metavar="MB",
+                        help="largest upload in MiB (default 200)")
+    parser.add_argument("--prior-folder", type=Path, action="append", metavar="DIR",
+                        help="a prior folder the form offers besides the named priors "
+                             "(repeatable)")
+
+
+COMMANDS = (add_degrade, add_restore, add_detect_gaps, add_demo, add_bench, add_studio)
 """The subcommands, in the order ``--help`` lists them."""

@@ -26,6 +26,7 @@ from diffmusic.names import DEFAULT_GAP
 from diffmusic.operators import OPERATORS
 from diffmusic.priors import Prior
 from diffmusic.restoration import RecordingRestoration, Restorer, Settings
+from diffmusic.restoration.restorer import Progress
 from diffmusic.restoration.windows import round_up
 from diffmusic.samplers import Callback
 
@@ -65,14 +66,16 @@ class RecordingOptions:
     channels: str = "independent"
     out_rate: int | None = None
 
-    def restorer(self, prior: Prior, settings: Settings, quiet: bool = False) -> Restorer:
-        """A restorer with these window sizes and a progress bar per window (unless ``quiet``).
+    def restorer(self, prior: Prior, settings: Settings, quiet: bool = False,
+                 progress: Progress | None = None) -> Restorer:
+        """A restorer with these window sizes and a progress bar per window (unless ``quiet``;
+        ``progress`` replaces the bars, e.g. the studio's per-window progress).
 
         Raises:
             CliError: Window sizes the prior cannot use, naming the flag.
         """
         restorer = Restorer(prior, settings, self.segment, self.overlap,
-                            functools.partial(step_progress, quiet=quiet))
+                            progress or functools.partial(step_progress, quiet=quiet))
         try:
             restorer.window_samples()
         except ValueError as error:

@@ -35,6 +35,7 @@ from diffmusic.priors import DEFAULT_PRIOR, Prior
 from diffmusic.priors.prompts import parse_prompts
 from diffmusic.report import write_json
 from diffmusic.restoration import Restoration, Settings
+from diffmusic.restoration.restorer import Progress
 
 RESTORE_ERRORS = (CliError, ValueError, OutputError)
 """Failures of one file of a batch: reported, counted, and the batch goes on."""
@@ -183,8 +184,9 @@ def job_outputs(options: OperatorOptions, out: Path) -> tuple[list[Path], Path]:
 
 
 def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace,
-                settings: Settings) -> dict | Exception:
-    """Restore one damaged recording of any length and write its audio and record.
+                settings: Settings, progress: Progress | None = None) -> dict | Exception:
+    """Restore one damaged recording of any length and write its audio and record
+    (``progress``: each window's progress, instead of the bars).
 
     Returns:
         The record written next to the audio, or the file's own failure (returned, not raised).
@@ -194,7 +196,7 @@ def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace
         start = time.perf_counter()
         recording = recording_options(args)
         result = restore_recording(job.source, options, recording.restorer(
-            prior_from_args(args), settings, args.quiet), recording)
+            prior_from_args(args), settings, args.quiet, progress), recording)
         bits = args.bits if args.bits is not None else pcm_bits(job.source)
         record = output_record(result.record, start, options.rir, input=str(job.source),
                                channels=result.wave.shape[0], length=result.wave.shape[-1])
@@ -202,6 +204,13 @@ def restore_job(job: FileJob, options: OperatorOptions, args: argparse.Namespace
                              settings.clip_mode, bits)
     except RESTORE_ERRORS as error:
         return error
+
+
+def file_settings(args: argparse.Namespace, options: OperatorOptions) -> Settings:
+    """The settings of ``restore INPUT --task TASK``, prompts resolved per source."""
+    separation = options.task == "source_separation"
+    return resolve_prompts(restore_settings(args),
+                           list(options.sources or STEMS) if separation else None)
 
 
 def run_files(args: argparse.Namespace) -> int:
@@ -212,9 +221,7 @@ def run_files(args: argparse.Namespace) -> int:
         audio_paths, json_path = job_outputs(options, job.out)
         refuse_overwrite([*audio_paths, json_path],
                          [job.source, *(p for p in (options.rir, args.mask_file) if p)])
-    separation = options.task == "source_separation"
-    settings = resolve_prompts(restore_settings(args),
-                               list(options.sources or STEMS) if separation else None)
+    settings = file_settings(args, options)
     if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
         raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
     pending = [job for job in jobs if not skip_existing(job_outputs(options, job.out)[0], args)]

@@ -1,0 +1,232 @@
+"""The studio's web API (FastAPI) and its page: upload, look, mark, restore, compare.
+
+Routes (JSON unless said otherwise):
+
+- ``GET /``: the page; ``GET /static/...``: its script, style and the wavesurfer.js files.
+- ``GET /api/options``: tasks, the form's fields (the ``restore`` parser's), priors, limits.
+- ``POST /api/files?name=NAME``: upload (the body is the file); checked by decoding it.
+- ``GET /api/files``, ``GET /api/files/{id}``, ``GET /api/files/{id}/audio`` (wav),
+  ``GET /api/files/{id}/gaps``: detected dropouts.
+- ``POST /api/labels``: an Audacity label file (the body) read as gaps.
+- ``POST /api/jobs``: queue a restoration; ``GET /api/jobs``, ``GET /api/jobs/{id}``,
+  ``GET /api/jobs/{id}/audio/{name}?format=wav|flac``, ``GET /api/jobs/{id}/difference``.
+
+With a token every request must carry it: ``Authorization: Bearer TOKEN``, the
+``diffmusic_token`` cookie (set when the page is opened as ``/?token=TOKEN``), or ``?token=``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from diffmusic import package_version
+from diffmusic.audio import AudioError, load_audio, require_signal
+from diffmusic.cli.errors import CliError
+from diffmusic.gaps import detect_gaps, read_labels
+from diffmusic.names import DEFAULT_PRIOR, TASKS
+from diffmusic.operators import OPERATORS
+from diffmusic.studio.assets import ensure_assets
+from diffmusic.studio.jobs import JobRunner, form_fields, parse_job, prior_choices, restore_argv
+from diffmusic.studio.store import PLAYBACK, AudioFile, NotInStore, Store, new_id, safe_suffix
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_COOKIE = "diffmusic_token"
+MAX_LABELS_BYTES = 1 << 20
+STUDIO_TASKS = tuple(t for t in TASKS if OPERATORS[t].measurement_kind == "audio")
+"""Tasks whose damaged input is a recording (phase retrieval's is a magnitude array)."""
+
+
+def wav_response(wave: torch.Tensor, rate: int, filename: str, fmt: str = "wav") -> Response:
+    """``wave`` ``(C, N)`` as a downloadable wav (float) or flac (24-bit) file."""
+    buffer = io.BytesIO()
+    subtype = "PCM_24" if fmt == "flac" else "FLOAT"
+    sf.write(buffer, wave.clamp(-1, 1).T.numpy(), rate, format=fmt.upper(), subtype=subtype)
+    return Response(buffer.getvalue(), media_type=f"audio/{fmt}",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
+
+
+def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.0,
+               prior_folders: list[Path] | None = None) -> FastAPI:
+    """The studio over the store in ``root`` (created if missing), its job runner started.
+
+    Args:
+        root: The store's folder (SQLite database and audio).
+        token: Required on every request when given.
+        max_upload_mb: Largest upload in MiB.
+        prior_folders: Prior folders offered besides the registered names.
+    """
+    store = Store(root)
+    runner = JobRunner(store)
+    priors = prior_choices(prior_folders or [])
+    max_bytes = int(max_upload_mb * 2**20)
+    app = FastAPI(title="diffmusic studio", version=package_version(), docs_url=None,
+                  redoc_url=None)
+    app.state.store, app.state.runner = store, runner
+    app.mount("/static/vendor", StaticFiles(directory=ensure_assets()), name="vendor")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):  # noqa: ANN202
+        if token is None:
+            return await call_next(request)
+        given = (request.headers.get("authorization", "").removeprefix("Bearer ")
+                 or request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token", ""))
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+        response = await call_next(request)
+        if request.query_params.get("token"):
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.exception_handler(NotInStore)
+    async def not_in_store(request: Request, error: NotInStore) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/options")
+    def options() -> dict:
+        return {"version": package_version(), "tasks": list(STUDIO_TASKS),
+                "fields": form_fields(), "priors": list(priors), "default_prior": DEFAULT_PRIOR,
+                "max_upload_mb": max_upload_mb}
+
+    @app.post("/api/files", status_code=201)
+    async def upload(request: Request, name: str = "upload") -> dict:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise HTTPException(413, f"the upload exceeds {max_upload_mb:g} MiB")
+        temporary = store.incoming().with_suffix(safe_suffix(name))
+        size = 0
+        try:
+            with temporary.open("wb") as file:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise HTTPException(413, f"the upload exceeds {max_upload_mb:g} MiB")
+                    file.write(chunk)
+            return (await run_in_threadpool(add_upload, store, temporary, name)).as_json()
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    @app.get("/api/files")
+    def files() -> list[dict]:
+        return [file.as_json() for file in store.files()]
+
+    @app.get("/api/files/{file_id}")
+    def file(file_id: str) -> dict:
+        return store.file(file_id).as_json()
+
+    @app.get("/api/files/{file_id}/audio")
+    def file_audio(file_id: str) -> FileResponse:
+        store.file(file_id)
+        return FileResponse(store.folder("files", file_id) / PLAYBACK, media_type="audio/wav")
+
+    @app.get("/api/files/{file_id}/gaps")
+    def file_gaps(file_id: str, threshold: float = -60.0, min_duration: float = 0.02) -> dict:
+        entry = store.file(file_id)
+        wave, rate = load_audio(store.folder("files", file_id) / entry.source)
+        return {"gaps": detect_gaps(wave, rate, threshold, min_duration)}
+
+    @app.post("/api/labels")
+    async def labels(request: Request) -> dict:
+        body = await request.body()
+        if len(body) > MAX_LABELS_BYTES:
+            raise HTTPException(413, "a label file is at most 1 MiB")
+        path = store.incoming().with_suffix(".txt")
+        try:
+            path.write_bytes(body)
+            return {"gaps": read_labels(path)}
+        except ValueError as error:
+            message = " ".join(str(error).replace(str(path), "labels").split())
+            raise HTTPException(400, message) from None
+        finally:
+            path.unlink(missing_ok=True)
+
+    @app.post("/api/jobs", status_code=201)
+    def submit(request: dict) -> dict:
+        entry = store.file(str(request.get("file", "")))
+        job_id = new_id()
+        separation = request.get("task") == "source_separation"
+        folder = store.folder("jobs", job_id)
+        out = folder if separation else folder / "restored.wav"
+        try:
+            argv = restore_argv(request, store.folder("files", entry.id) / entry.source, out,
+                                priors)
+            _, outputs = parse_job(argv)
+        except (CliError, ValueError) as error:
+            raise HTTPException(400, " ".join(str(error).split())) from None
+        job_id = store.add_job(job_id, entry.id, request, argv, [p.name for p in outputs])
+        runner.submit(job_id)
+        return store.job(job_id)
+
+    @app.get("/api/jobs")
+    def jobs() -> list[dict]:
+        names = {entry.id: entry.name for entry in store.files()}
+        return [{**job, "file_name": names.get(job["file_id"])} for job in store.jobs()][::-1]
+
+    @app.get("/api/jobs/{job_id}")
+    def job(job_id: str) -> dict:
+        return store.job(job_id)
+
+    @app.get("/api/jobs/{job_id}/audio/{name}")
+    def job_audio(job_id: str, name: str, format: str = "wav") -> Response:
+        path = store.job_audio(job_id, name)
+        if not path.is_file():
+            raise HTTPException(409, "the job has not finished")
+        stem = Path(store.file(store.job(job_id)["file_id"]).name).stem or "restored"
+        if format == "wav":
+            return FileResponse(path, media_type="audio/wav", filename=f"{stem}-{name}")
+        if format != "flac":
+            raise HTTPException(400, "format is wav or flac")
+        wave, rate = load_audio(path)
+        return wav_response(wave, rate, f"{stem}-{Path(name).stem}", "flac")
+
+    @app.get("/api/jobs/{job_id}/difference")
+    def difference(job_id: str) -> Response:
+        entry = store.job(job_id)
+        if entry["status"] != "done" or len(entry["outputs"]) != 1:
+            raise HTTPException(409, "a difference needs a finished job with one output")
+        restored, rate = load_audio(store.job_audio(job_id, entry["outputs"][0]))
+        source = store.file(entry["file_id"])
+        original, _ = load_audio(store.folder("files", source.id) / source.source, rate)
+        length = min(restored.shape[-1], original.shape[-1])
+        return wav_response(restored[:, :length] - original[:, :length], rate, "difference")
+
+    return app
+
+
+def add_upload(store: Store, temporary: Path, name: str) -> AudioFile:
+    """Decode an upload (refusing what is not audio), keep the original and a wav for playback.
+
+    Raises:
+        HTTPException: 400 with the decoder's complaint, the store's path left out.
+    """
+    try:
+        wave, rate = load_audio(temporary)
+        require_signal(wave, temporary)
+    except AudioError as error:
+        message = str(error).replace(str(temporary), "the upload")
+        raise HTTPException(400, " ".join(message.split())) from None
+    file_id = new_id()
+    folder = store.folder("files", file_id)
+    folder.mkdir()
+    source = "original" + temporary.suffix
+    temporary.replace(folder / source)
+    sf.write(folder / PLAYBACK, wave.clamp(-1, 1).T.numpy(), rate, subtype="PCM_16")
+    entry = AudioFile(file_id, Path(name.replace("\\", "/")).name[:200] or "upload", source,
+                      rate, wave.shape[0], wave.shape[-1], time.time())
+    store.add_file(entry)
+    return entry
+

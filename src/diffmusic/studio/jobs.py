@@ -1,0 +1,208 @@
+"""The studio's restorations: a form becomes the arguments of ``diffmusic restore`` (the same
+parser, checks and defaults as the command line), and one worker thread runs the queued jobs
+through the command's own code, recording each window's progress in the store.
+
+A job runs on when its page is closed; jobs that a stopped server left queued or running are run
+again when it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import queue
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from diffmusic.cli import build_parser
+from diffmusic.cli.batch import FileJob
+from diffmusic.cli.errors import CliError
+from diffmusic.cli.restore import (
+    RESTORE_ERRORS,
+    file_settings,
+    job_outputs,
+    operator_options,
+    recording_options,
+    restore_job,
+)
+from diffmusic.names import TASKS
+from diffmusic.priors import PRIOR_NAMES
+from diffmusic.samplers import Callback
+from diffmusic.studio.store import Store
+
+HIDDEN_FLAGS = frozenset({"-h", "-q", "-o", "--task", "--gap", "--mask", "--rir", "--ray",
+                          "--overwrite"})
+"""``restore`` flags the form does not offer: set by the studio (output, task, the marked gaps),
+paths (the server opens only what its store holds), or batch-only."""
+WINDOW_LABEL = re.compile(r"window (\d+)/(\d+)")
+PROGRESS_EVERY = 0.25
+"""Seconds between two progress writes to the store."""
+
+
+def restore_parser() -> argparse.ArgumentParser:
+    """The ``diffmusic restore`` subcommand's parser."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices["restore"]
+
+
+def form_fields() -> list[dict]:
+    """The options the form offers, from the ``restore`` parser: flag, kind (``flag``,
+    ``choice``, ``text``), choices, default, help and section (a task name for the options that
+    apply to one task, else the parser's group title)."""
+    fields = []
+    for group in restore_parser()._action_groups:
+        for action in group._group_actions:
+            flag = max(action.option_strings, key=len, default=None)
+            if flag is None or HIDDEN_FLAGS & set(action.option_strings):
+                continue
+            help_text = (action.help or "").replace("%%", "%")
+            task = help_text.split(":", 1)[0]
+            kind = ("flag" if action.nargs == 0 else "choice" if action.choices else "text")
+            fields.append({"flag": flag, "kind": kind, "help": help_text,
+                           "choices": [str(c) for c in action.choices or ()],
+                           "default": action.default if kind != "flag" else False,
+                           "section": task if task in TASKS else group.title})
+    return fields
+
+
+def restore_argv(request: dict, source: Path, out: Path, priors: dict[str, str]) -> list[str]:
+    """The ``restore`` arguments of a form ``request``.
+
+    Args:
+        request: ``{"task": ..., "gaps": [[start, end], ...] (seconds), "options": {flag:
+            value}}``; a value is a string, ``true`` for a set flag, or a list of strings for a
+            repeatable flag.
+        source: The stored input.
+        out: The ``-o`` path in the job's folder.
+        priors: Prior names the client may pick, each with what ``--prior`` receives.
+
+    Raises:
+        CliError: An unknown task or flag, a prior not offered, a prompt naming a file.
+    """
+    task = request.get("task")
+    if task not in TASKS:
+        raise CliError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    argv = [str(source), "-o", str(out), "--task", task, "--quiet"]
+    for start, end in request.get("gaps") or []:
+        argv += ["--gap", f"{float(start):.6f}-{float(end):.6f}"]
+    offered = {field["flag"]: field["kind"] for field in form_fields()}
+    for flag, value in (request.get("options") or {}).items():
+        if flag not in offered:
+            raise CliError(f"{flag} is not an option of the studio")
+        if value is None or value == "" or value is False:
+            continue
+        if offered[flag] == "flag":
+            argv.append(flag)
+            continue
+        values = value if isinstance(value, list) else [value]
+        for item in map(str, values):
+            if flag == "--prior":
+                if item not in priors:
+                    raise CliError(f"--prior {item}: choose one of {', '.join(priors)}")
+                item = priors[item]
+            if flag == "--prompt" and item.lower().endswith(".json"):
+                raise CliError("--prompt: the studio takes prompt text, not a file")
+            argv += [flag, item]
+    return argv
+
+
+def parse_job(argv: list[str]) -> tuple[argparse.Namespace, list[Path]]:
+    """The parsed ``restore`` arguments and the audio files the job will write.
+
+    Raises:
+        CliError: Whatever ``restore`` itself refuses, before any restoring starts.
+    """
+    args = restore_parser().parse_args(argv)
+    options = operator_options(args)
+    file_settings(args, options)  # the settings' own checks
+    recording_options(args)
+    return args, job_outputs(options, args.output)[0]
+
+
+class WindowProgress:
+    """The restorer's per-window progress, written to a job's ``progress``: window ``i`` of
+    ``n``, its step and steps, the last measurement loss."""
+
+    def __init__(self, write: Callable[[dict], None]) -> None:
+        self.write = write
+        self.state: dict = {}
+        self.last = 0.0
+
+    @contextlib.contextmanager
+    def __call__(self, label: str, steps: int) -> Iterator[Callback]:
+        match = WINDOW_LABEL.search(label)
+        window, windows = (int(match[1]), int(match[2])) if match else (1, 1)
+        self.state = {"label": label, "window": window, "windows": windows, "step": 0,
+                      "steps": steps, "loss": None}
+        self.write(self.state)
+
+        def callback(info: dict) -> None:
+            self.state["step"] += 1
+            if info.get("loss") is not None:
+                self.state["loss"] = float(info["loss"])
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY or self.state["step"] == steps:
+                self.last = now
+                self.write(self.state)
+
+        yield callback
+
+
+class JobRunner:
+    """Runs the store's jobs one at a time on a daemon thread, in the order they were queued."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pending: queue.Queue[str] = queue.Queue()
+        for job in store.jobs(("queued", "running")):  # left by a stopped server
+            store.update_job(job["id"], status="queued", progress={})
+            self.pending.put(job["id"])
+        self.thread = threading.Thread(target=self._work, name="diffmusic-studio-jobs",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, job_id: str) -> None:
+        """Queue a job the store holds."""
+        self.pending.put(job_id)
+
+    def _work(self) -> None:
+        while True:
+            self.run(self.pending.get())
+
+    def run(self, job_id: str) -> None:
+        """Run one job and record its outcome (``done`` with the record, or ``failed`` with
+        one line of error)."""
+        job = self.store.job(job_id)
+        self.store.update_job(job_id, status="running")
+        progress = WindowProgress(lambda state: self.store.update_job(job_id, progress=state))
+        try:
+            args, _ = parse_job(job["argv"])
+            options = operator_options(args)
+            result = restore_job(FileJob(args.input[0], args.output), options, args,
+                                 file_settings(args, options), progress)
+        except RESTORE_ERRORS as error:
+            result = error
+        except Exception as error:  # a bug: kept in the job, the server goes on
+            traceback.print_exc()
+            result = error
+        if isinstance(result, BaseException):
+            message = " ".join(str(result).split()) or type(result).__name__
+            self.store.update_job(job_id, status="failed", error=message,
+                                  finished=time.time())
+            return
+        self.store.update_job(job_id, status="done", record=json.loads(json.dumps(result)),
+                              finished=time.time())
+
+
+def prior_choices(folders: list[Path]) -> dict[str, str]:
+    """The priors the form offers: every registered name, and the folders the server was
+    started with (``--prior-folder``) under their folder names."""
+    choices = {name: name for name in PRIOR_NAMES}
+    choices.update({folder.name: str(folder.resolve()) for folder in folders})
+    return choices
