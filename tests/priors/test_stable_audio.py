@@ -13,7 +13,7 @@ from hf_components import STABLE_AUDIO_SCHEDULER, save_stable_audio, stable_audi
 
 from diffmusic.priors import PriorNotFound, load_prior
 from diffmusic.priors.schedule import Level
-from diffmusic.priors.stable_audio import StableAudioPrior, stable_audio_prior
+from diffmusic.priors.stable_audio import DECODE_CHUNK_FRAMES, StableAudioPrior, stable_audio_prior
 from diffmusic.samplers import denoise
 
 FRAMES = 32
@@ -166,12 +166,17 @@ def test_missing_gated_repository_is_one_line_naming_the_licence(monkeypatch, tm
 
 
 def test_gradient_checkpointing_keeps_the_gradients(prior):
-    """The checkpointed DiT and decoder units give the loss the same gradients."""
+    """The checkpointed DiT and the chunked, recomputed decoder give the same audio and the
+    loss the same gradients."""
     checkpointed = stable_audio_prior(stable_audio_components("tiny"), "checkpointed",
                                       torch.device("cpu"), torch.float32,
                                       scheduler=STABLE_AUDIO_SCHEDULER)
     checkpointed.use_gradient_checkpointing()
+    assert checkpointed.decode_chunk == DECODE_CHUNK_FRAMES
+    checkpointed.decode_chunk = 6  # six chunks of the test window, the last one short
     z = torch.randn(1, 8, FRAMES, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(checkpointed.decode(z), prior.decode(z), atol=1e-6, rtol=0)
 
     def grad(model: StableAudioPrior) -> torch.Tensor:
         latent = z.clone().requires_grad_(True)

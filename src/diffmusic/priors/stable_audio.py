@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,11 @@ from diffmusic.priors.schedule import SigmaSchedule, prediction_type_from_config
 from diffmusic.priors.text import TextEncoders, prompt_texts
 
 TEXT_PARTS = ("text_encoder", "tokenizer")
+DECODE_CHUNK_FRAMES = 128
+"""Latent frames per decoded chunk with gradient checkpointing (about 6 s of audio)."""
+DECODE_MARGIN_FRAMES = 16
+"""Context frames decoded on either side of a chunk and dropped: more than the Oobleck
+decoder's receptive field (tests/priors/test_stable_audio.py checks the seams)."""
 ABLATION_MEL = {"n_fft": 2048, "win_length": 2048, "hop_length": 512, "n_mels": 128}
 """Log-mel settings (at the prior's rate, up to its Nyquist) of the ``vmc=False`` ablation."""
 
@@ -105,6 +110,7 @@ class StableAudioPrior(Prior):
         rate = int(vae.config.sampling_rate)
         self.mel = MelConfig(sample_rate=rate, fmax=rate / 2, **ABLATION_MEL)
         self._null: TextCondition | None = None
+        self.decode_chunk: int | None = None
 
     @property
     def schedule(self) -> SigmaSchedule:
@@ -115,14 +121,12 @@ class StableAudioPrior(Prior):
         return [self.transformer, self.vae, self.projection]
 
     def use_gradient_checkpointing(self) -> None:
-        """Gradient checkpointing in the DiT (diffusers') and in each residual unit of the VAE
-        decoder (here: ``AutoencoderOobleck`` has none). The decoder's last units hold 128
-        channels at the audio rate, about 1 GB per tensor for a 47 s window, so the loss's
-        backward pass through the decoder needs this on machines without a large GPU."""
+        """Gradient checkpointing in the DiT (diffusers') and chunked decoding (see
+        :meth:`decode`): the decoder's last layers hold 128 channels at the audio rate, about
+        1 GB per tensor for a 47 s window, so the loss's backward pass through a whole window
+        does not fit machines without a large GPU."""
         self.transformer.enable_gradient_checkpointing()
-        for unit in self.vae.decoder.modules():
-            if type(unit).__name__ == "OobleckResidualUnit":
-                unit.forward = functools.partial(_checkpointed, unit.forward)
+        self.decode_chunk = DECODE_CHUNK_FRAMES
 
     def latent_shape(self, num_samples: int) -> tuple[int, ...]:
         if num_samples % self.latent_hop:
@@ -199,9 +203,27 @@ class StableAudioPrior(Prior):
         return out.float()
 
     def decode(self, z: Tensor) -> Tensor:
-        """Latents ``(B, 64, frames)`` -> audio ``(B, C, frames * latent_hop)``."""
-        audio = self.vae.decode((z * self.sigma_data).to(self.device, self.dtype)).sample
-        return audio[..., : z.shape[-1] * self.latent_hop].float()
+        """Latents ``(B, 64, frames)`` -> audio ``(B, C, frames * latent_hop)``.
+
+        With :meth:`use_gradient_checkpointing`, windows longer than ``decode_chunk`` frames
+        are decoded chunk by chunk, each with :data:`DECODE_MARGIN_FRAMES` of context on either
+        side (more than the decoder's receptive field, so the audio is the same), and each chunk
+        is recomputed in the backward pass: memory grows with the chunk, not the window.
+        """
+        z = (z * self.sigma_data).to(self.device, self.dtype)
+        frames, hop = z.shape[-1], self.latent_hop
+        if self.decode_chunk is None or frames <= self.decode_chunk:
+            return self._decode(z)[..., : frames * hop].float()
+        pieces = []
+        for start in range(0, frames, self.decode_chunk):
+            end = min(frames, start + self.decode_chunk)
+            a, b = max(0, start - DECODE_MARGIN_FRAMES), min(frames, end + DECODE_MARGIN_FRAMES)
+            audio = _checkpointed(self._decode, z[..., a:b])
+            pieces.append(audio[..., (start - a) * hop: (end - a) * hop])
+        return torch.cat(pieces, -1).float()
+
+    def _decode(self, z: Tensor) -> Tensor:
+        return self.vae.decode(z).sample
 
     def vocode(self, mel: Tensor) -> Tensor:
         return mel
@@ -218,7 +240,7 @@ class StableAudioPrior(Prior):
         return log_mel(decoded, self.mel)
 
 
-def _checkpointed(forward, hidden_state: Tensor) -> Tensor:
+def _checkpointed(forward: Callable[[Tensor], Tensor], hidden_state: Tensor) -> Tensor:
     """``forward(hidden_state)`` that keeps only its input for the backward pass (recomputing
     the rest) while gradients are on."""
     if not torch.is_grad_enabled():
