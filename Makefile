@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint data train clean
+.PHONY: demo test studio lint data train clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
+
+studio: $(STAMP)
+	$(BIN)/diffmusic studio
 
 train: $(STAMP)
 	$(BIN)/python -m diffmusic.train all --data data --runs runs
