@@ -111,6 +111,18 @@ class Store:
             finally:
                 db.close()
 
+    def _row(self, table: str, item: str) -> sqlite3.Row:
+        """Row ``item`` of ``files`` or ``jobs``.
+
+        Raises:
+            NotInStore: No such row.
+        """
+        with self._connect() as db:
+            row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (checked_id(item),)).fetchone()
+        if row is None:
+            raise NotInStore(f"no such {table[:-1]}: {item}")
+        return row
+
     def folder(self, kind: str, item: str) -> Path:
         """The folder of file or job ``item`` (``kind`` ``files`` or ``jobs``).
 
@@ -136,11 +148,7 @@ class Store:
         Raises:
             NotInStore: No such upload.
         """
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM files WHERE id = ?", (checked_id(file_id),)).fetchone()
-        if row is None:
-            raise NotInStore(f"no such file: {file_id}")
-        return AudioFile(**dict(row))
+        return AudioFile(**dict(self._row("files", file_id)))
 
     def files(self) -> list[AudioFile]:
         """Every upload, newest first."""
@@ -178,11 +186,7 @@ class Store:
         Raises:
             NotInStore: No such job.
         """
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (checked_id(job_id),)).fetchone()
-        if row is None:
-            raise NotInStore(f"no such job: {job_id}")
-        return job_json(row)
+        return job_json(self._row("jobs", job_id))
 
     def jobs(self, status: tuple[str, ...] = JOB_STATES) -> list[dict]:
         """Jobs in any of ``status``, oldest first."""
