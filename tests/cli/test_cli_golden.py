@@ -1,13 +1,13 @@
 """Golden slices of one ``diffmusic degrade`` + ``diffmusic restore`` per task.
 
 Tiny prior, 2 steps, seed 0, a 1.3 s clip (separation: two stems); six samples of the restored
-file are compared at ``atol=1e-4``. The values were recorded from the code at commit 8895c1b,
-identical over two runs (inpainting's two samples inside the gap again when the projection began
-to texture the fill with the context copy, identical over two runs); a refactor of the CLI or
-the restoration layer that keeps the outputs must keep them. At 2 steps the tiny prior's output
-hardly depends on the step size (``--step`` 10% larger moves the slices by 7e-6 to 0.04): these
-guard the pipeline around the sampler (measurement files, level, padding, windows, projection,
-seeds), tests/samplers the samplers.
+file are compared at ``atol=1e-4`` (see :data:`ATOL`). The values were recorded from the code at
+commit 8895c1b, identical over two runs (inpainting's two samples inside the gap again when the
+projection began to texture the fill with the context copy, identical over two runs); a refactor
+of the CLI or the restoration layer that keeps the outputs must keep them. At 2 steps the tiny
+prior's output hardly depends on the step size (``--step`` 10% larger moves the slices by 7e-6
+to 0.04): these guard the pipeline around the sampler (measurement files, level, padding,
+windows, projection, seeds), tests/samplers the samplers.
 """
 
 from __future__ import annotations
@@ -74,7 +74,13 @@ def test_every_task_has_golden_values() -> None:
     assert set(GOLDEN) == set(TASK_ARGS)
 
 
+ATOL = {"phase_retrieval": 1e-3}
+"""Tolerances other than 1e-4: phase retrieval's slices, recorded on one x86 CPU (family 6 model
+207), came out 1.6e-4 away on another (model 167): float32 rounding of its kernels, amplified by
+the Griffin-Lim start; its ``--step`` 10% larger moves them by 3.7e-2."""
+
+
 @pytest.mark.parametrize("task", list(TASK_ARGS))
 def test_cli_restoration_matches_golden_slice(task: str, sources: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(restored(task, sources, tmp_path)[SLICE], GOLDEN[task],
-                               atol=1e-4, rtol=0)
+                               atol=ATOL.get(task, 1e-4), rtol=0)

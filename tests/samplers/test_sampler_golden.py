@@ -1,7 +1,7 @@
 """Golden slices: every sampler's output at a fixed seed on the Gaussian and the tiny prior.
 
 Each sampler function is called directly (no restoration layer, no projection, no level) at 4
-steps and seed 0; six samples of the raw output waveform are compared at ``atol=1e-4``. The
+steps and seed 0; six samples of the raw output waveform are compared at :data:`ATOL`. The
 values were recorded from the code at commit 8895c1b, identical over two runs. A change to a
 sampler's update, its noise draws or the timestep grid moves them; so does a change of 1% to
 any step size (or of DDIM's eta by 0.01), which moved the slices by 2.7e-4 (tiny DPS) to 0.16.
@@ -38,6 +38,11 @@ SLICE = {"gaussian": (0, slice(20, 500, 80)), "tiny": (0, slice(1000, TINY_SAMPL
 """Item and samples of the output recorded, spread over the clip (sample 180 of the Gaussian
 one is inside its inpainting gap, 160-192)."""
 
+ATOL = {"gaussian": 3e-3, "tiny": 1e-4}
+"""The Gaussian problem's strong guidance amplifies float32 rounding: recorded on one x86 CPU
+(family 6 model 207), its guided samplers' slices came out up to 1.1e-3 away on another (model
+167), DDIM's 5e-7. 3e-3 still catches a 1% change of any step size, which moves them by 6.4e-3
+(MPGD) to 2.3e-2 (DSG), and of DDIM's eta by 0.01 (8.2e-2)."""
 GOLDEN: dict[str, dict[str, list[float]]] = {
     "gaussian": {
         "diffmusic": [0.009866, -0.762642, 0.147017, 1.027484, 2.278751, 0.454831],
@@ -92,4 +97,4 @@ def test_sampler_output_matches_golden_slice(priors: dict[str, Prior], name: str
     item, samples = SLICE[name]
     got = wave[item, samples].double()
     torch.testing.assert_close(got, torch.tensor(GOLDEN[name][sampler], dtype=torch.float64),
-                               atol=1e-4, rtol=0)
+                               atol=ATOL[name], rtol=0)
