@@ -17,6 +17,7 @@ from signals import music_like
 from diffmusic.audio import (
     RESCALE_PEAK,
     AudioError,
+    audio_info,
     fit_full_scale,
     load_audio,
     pcm_bits,
@@ -58,6 +59,9 @@ def test_m4a_aac_and_webm_opus_decode_to_the_source_length_without_ffmpeg(
                  movie_timescale=str(RATE))
     wave, rate = load_audio(m4a)
     assert rate == RATE and wave.shape == (2, N)  # priming dropped, end padding cut
+    info = audio_info(m4a)  # from the header, as the studio reads it before decoding
+    assert (info.sample_rate, info.channels) == (RATE, 2)
+    assert info.seconds == pytest.approx(N / RATE, abs=0.05)
     assert aligned_error(wave.numpy(), source) < 0.1
     opus_rate, n48 = 48000, round(N * 48000 / RATE)
     source48 = stereo(n48, opus_rate)
@@ -77,6 +81,20 @@ def test_a_file_no_decoder_reads_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(range(200)))
     with pytest.raises(AudioError, match="song.m4a: cannot decode audio"):
         load_audio(bad)
+
+
+@pytest.mark.parametrize("playlist", ["#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\n{}\n",
+                                      "ffconcat version 1.0\nfile '{}'\n"])
+def test_a_playlist_naming_another_file_is_not_followed(playlist: str, tmp_path: Path) -> None:
+    """FFmpeg's HLS and concat demuxers would read the files a playlist names: a client of the
+    studio could read any local media through an upload."""
+    private = encode(tmp_path / "private.ts", stereo(RATE // 2), RATE, "mpegts", "mp2")
+    assert load_audio(private)[0].shape[-1] > 0  # the target itself is readable
+    for suffix in (".m3u8", ".txt", ".wav"):
+        path = tmp_path / f"list{suffix}"
+        path.write_text(playlist.format(private))
+        with pytest.raises(AudioError, match="cannot decode audio"):
+            load_audio(path)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg", ".opus"])

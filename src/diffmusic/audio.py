@@ -32,6 +32,53 @@ LOSSY = {".mp3": ("mp3", "libmp3lame", (8000, 11025, 12000, 16000, 22050, 24000,
          ".opus": ("ogg", "libopus", (8000, 12000, 16000, 24000, 48000), 256_000)}
 """Suffix -> (container, PyAV encoder, sample rates it takes, bit rate for stereo)."""
 LOSSY_LAYOUTS = {1: "mono", 2: "stereo"}
+AV_DEMUXERS = "wav,w64,flac,mp3,ogg,mov,matroska,mpegts,aac,asf,aiff,caf,wv,ape,au"
+"""The containers PyAV may open (FFmpeg demuxer names): audio and video files, never a playlist
+or a concat list, which would make FFmpeg open other files that the caller did not name."""
+AV_OPTIONS = {"format_whitelist": AV_DEMUXERS, "protocol_whitelist": "file"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header declares, read without decoding.
+
+    Attributes:
+        seconds: Duration (``None``: the container does not say).
+        sample_rate: Rate in Hz.
+        channels: Channel count.
+    """
+
+    seconds: float | None
+    sample_rate: int
+    channels: int
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """The duration, rate and channels ``path`` declares, read without decoding (so that a
+    server can refuse a small file that would decode to gigabytes).
+
+    Raises:
+        AudioError: Neither libsndfile nor PyAV reads the file, or it holds no audio stream.
+    """
+    try:
+        info = sf.info(str(path))
+        return AudioInfo(info.frames / info.samplerate, info.samplerate, info.channels)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    import av
+
+    try:
+        with av.open(str(path), container_options=AV_OPTIONS) as container:
+            if not container.streams.audio:
+                raise AudioError(f"{path}: the file holds no audio stream")
+            stream = container.streams.audio[0]
+            seconds = (float(stream.duration * stream.time_base) if stream.duration is not None
+                       and stream.time_base is not None else
+                       container.duration / av.time_base if container.duration else None)
+            return AudioInfo(seconds, stream.codec_context.sample_rate,
+                             stream.codec_context.channels)
+    except (av.FFmpegError, UnicodeDecodeError) as error:
+        raise AudioError(f"{path}: cannot decode audio ({error})") from None
 
 
 def _decode_with_av(path: Path) -> tuple[np.ndarray, int]:
@@ -43,7 +90,7 @@ def _decode_with_av(path: Path) -> tuple[np.ndarray, int]:
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), container_options=AV_OPTIONS)
     except (av.FFmpegError, UnicodeDecodeError) as error:
         raise AudioError(f"{path}: cannot decode audio ({error})") from None
     with container:

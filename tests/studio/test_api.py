@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from signals import music_like
 
@@ -29,6 +30,11 @@ def wav_bytes(seconds: float = 3.0) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, wave, RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
+
+
+def client_of(app: FastAPI) -> TestClient:
+    """A test client addressing the app as a browser on this machine does."""
+    return TestClient(app, base_url="http://127.0.0.1:8765")
 
 
 def upload(client: TestClient, data: bytes, name: str = "clip.wav"):  # noqa: ANN201
@@ -56,7 +62,7 @@ def stored_files(root: Path) -> set[Path]:
 
 
 def test_upload_over_the_limit_is_refused_and_nothing_kept(tmp_path: Path) -> None:
-    client = TestClient(create_app(tmp_path, max_upload_mb=0.05))
+    client = client_of(create_app(tmp_path, max_upload_mb=0.05))
     data = wav_bytes(3.0)  # 192 kB
     assert len(data) > 0.05 * 2**20
     response = upload(client, data)
@@ -68,7 +74,7 @@ def test_upload_over_the_limit_is_refused_and_nothing_kept(tmp_path: Path) -> No
 
 
 def test_a_file_that_does_not_decode_is_refused(tmp_path: Path) -> None:
-    client = TestClient(create_app(tmp_path))
+    client = client_of(create_app(tmp_path))
     response = upload(client, b"RIFF not really a wav file at all" * 10, "song.wav")
     assert response.status_code == 400
     detail = response.json()["detail"]
@@ -84,7 +90,9 @@ def test_no_request_reaches_a_path_outside_the_store(tmp_path: Path) -> None:
     root = tmp_path / "store"
     secret = tmp_path / "secret.wav"
     secret.write_bytes(wav_bytes(1.0))
-    client = TestClient(create_app(root))
+    client = client_of(create_app(root))
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1,\n{secret}\n".encode()
+    assert upload(client, playlist, "list.m3u8").status_code == 400  # FFmpeg would follow it
     entry = upload(client, wav_bytes(), name="../../../escape.wav").json()
     assert entry["name"] == "escape.wav"
     assert not (tmp_path / "escape.wav").exists()
@@ -108,7 +116,7 @@ def test_no_request_reaches_a_path_outside_the_store(tmp_path: Path) -> None:
 
 
 def test_every_request_needs_the_token(tmp_path: Path) -> None:
-    client = TestClient(create_app(tmp_path, token="s3cret"))
+    client = client_of(create_app(tmp_path, token="s3cret"))
     for path in ("/", "/api/options", "/api/files", "/static/studio.js"):
         assert client.get(path).status_code == 401, path
     assert upload(client, wav_bytes()).status_code == 401
@@ -127,7 +135,7 @@ def test_other_hosts_than_loopback_require_a_token(capsys: pytest.CaptureFixture
 
 
 def test_form_offers_the_restore_commands_options_and_defaults(tmp_path: Path) -> None:
-    options = TestClient(create_app(tmp_path)).get("/api/options").json()
+    options = client_of(create_app(tmp_path)).get("/api/options").json()
     fields = {field["flag"]: field for field in options["fields"]}
     assert fields["--steps"]["default"] == DEFAULT_STEPS
     assert fields["--sampler"]["default"] == "auto" and "dps" in fields["--sampler"]["choices"]
@@ -139,7 +147,7 @@ def test_form_offers_the_restore_commands_options_and_defaults(tmp_path: Path) -
 
 
 def test_a_job_restores_the_marked_gap_and_survives_a_restart(tmp_path: Path) -> None:
-    client = TestClient(create_app(tmp_path))
+    client = client_of(create_app(tmp_path))
     entry = upload(client, wav_bytes()).json()
     bad = client.post("/api/jobs", json=inpainting(entry["id"], **{"--steps": "1"}))
     assert bad.status_code == 400 and "--steps" in bad.json()["detail"]
@@ -148,7 +156,7 @@ def test_a_job_restores_the_marked_gap_and_survives_a_restart(tmp_path: Path) ->
     assert job["status"] == "done", job["error"]
     assert job["record"]["seed"] == 7 and job["progress"]["step"] == 2
 
-    restarted = TestClient(create_app(tmp_path))  # a new server over the same store
+    restarted = client_of(create_app(tmp_path))  # a new server over the same store
     listed = restarted.get("/api/jobs").json()
     assert [j["id"] for j in listed] == [job["id"]] and listed[0]["status"] == "done"
     original, _ = sf.read(io.BytesIO(wav_bytes()), dtype="float32")
@@ -168,11 +176,78 @@ def test_a_job_restores_the_marked_gap_and_survives_a_restart(tmp_path: Path) ->
 
 
 def test_jobs_a_stopped_server_left_run_at_the_next_start(tmp_path: Path) -> None:
-    client = TestClient(create_app(tmp_path))
+    client = client_of(create_app(tmp_path))
     entry = upload(client, wav_bytes()).json()
     store = Store(tmp_path)
     job = client.post("/api/jobs", json=inpainting(entry["id"])).json()
     wait_for(client, job["id"])
     store.update_job(job["id"], status="running", record=None, progress={"step": 1})
-    restarted = TestClient(create_app(tmp_path))
+    restarted = client_of(create_app(tmp_path))
     assert wait_for(restarted, job["id"])["status"] == "done"
+
+
+def test_requests_from_other_sites_and_names_are_refused(tmp_path: Path) -> None:
+    client = client_of(create_app(tmp_path))
+    assert client.get("/api/options").status_code == 200
+    rebound = client.get("/api/files", headers={"host": "evil.example:8765"})
+    assert rebound.status_code == 421  # DNS rebinding: a page of evil.example on 127.0.0.1
+    cross = client.post("/api/files", params={"name": "x.wav"}, content=wav_bytes(),
+                        headers={"origin": "http://evil.example"})
+    assert cross.status_code == 403 and client.get("/api/files").json() == []
+    same = client.post("/api/files", params={"name": "x.wav"}, content=wav_bytes(),
+                       headers={"origin": "http://127.0.0.1:8765"})
+    assert same.status_code == 201
+
+
+def test_a_recording_is_refused_by_its_header_before_decoding(tmp_path: Path) -> None:
+    client = client_of(create_app(tmp_path, max_minutes=0.04))  # 2.4 s
+    response = upload(client, wav_bytes(3.0))
+    assert response.status_code == 413 and "says 0.1" in response.json()["detail"]
+    many = io.BytesIO()
+    sf.write(many, np.full((1600, 10), 0.1, "float32"), RATE, format="WAV")
+    response = upload(client, many.getvalue())
+    assert response.status_code == 400 and "10 channels" in response.json()["detail"]
+    assert stored_files(tmp_path) == set()
+
+
+def test_malformed_job_requests_are_bad_requests(tmp_path: Path) -> None:
+    client = client_of(create_app(tmp_path))
+    entry = upload(client, wav_bytes()).json()
+    for bad in ({"gaps": [1]}, {"gaps": [[None, 2]]}, {"gaps": [[-1, 2]]}, {"gaps": [[2, 1]]},
+                {"options": ["--steps"]}, {"options": {"--steps": {"a": 1}}},
+                {"options": {"--out-rate": "1000000000"}}, {"task": "phase_retrieval!"}):
+        response = client.post("/api/jobs", json={**inpainting(entry["id"]), **bad})
+        assert response.status_code == 400, (bad, response.text)
+    assert client.get("/api/jobs").json() == []
+
+
+def test_a_job_that_stopped_the_server_twice_is_not_run_again(tmp_path: Path) -> None:
+    client = client_of(create_app(tmp_path))
+    entry = upload(client, wav_bytes()).json()
+    job = client.post("/api/jobs", json=inpainting(entry["id"])).json()
+    wait_for(client, job["id"])
+    Store(tmp_path).update_job(job["id"], status="running", attempts=2)
+    restarted = client_of(create_app(tmp_path))
+    failed = restarted.get(f"/api/jobs/{job['id']}").json()
+    assert failed["status"] == "failed" and "2 times" in failed["error"]
+
+
+def test_downloads_keep_any_file_name(tmp_path: Path) -> None:
+    client = client_of(create_app(tmp_path))
+    entry = upload(client, wav_bytes(), name='曲 "mix".wav').json()
+    job = wait_for(client, client.post("/api/jobs", json=inpainting(entry["id"])).json()["id"])
+    for fmt in ("wav", "flac"):
+        response = client.get(f"/api/jobs/{job['id']}/audio/restored.wav",
+                              params={"format": fmt})
+        assert response.status_code == 200, fmt
+        assert "%E6%9B%B2" in response.headers["content-disposition"]
+
+
+def test_a_second_studio_on_the_same_store_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import fcntl
+
+    with (tmp_path / "studio.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["studio", "--store", str(tmp_path), "--port", "0"]) == 2
+    assert "another studio" in capsys.readouterr().err

@@ -245,6 +245,8 @@ def add_studio(subparsers: argparse._SubParsersAction, common: argparse.Argument
                              "$XDG_DATA_HOME/diffmusic/studio)")
     parser.add_argument("--max-upload-mb", type=positive_float, default=200.0, metavar="MB",
                         help="largest upload in MiB (default 200)")
+    parser.add_argument("--max-minutes", type=positive_float, default=30.0, metavar="MIN",
+                        help="longest recording accepted, read from its header (default 30)")
     parser.add_argument("--prior-folder", type=Path, action="append", metavar="DIR",
                         help="a prior folder the form offers besides the named priors "
                              "(repeatable)")

@@ -39,6 +39,8 @@ from diffmusic.restoration.restorer import Progress
 
 RESTORE_ERRORS = (CliError, ValueError, OutputError)
 """Failures of one file of a batch: reported, counted, and the batch goes on."""
+MIN_RATE, MAX_RATE = 1000, 384000
+"""The output rates ``--out-rate`` accepts, in Hz."""
 PARTIAL_FAILURE = 3
 """Exit status of a batch in which some files failed (the others were written)."""
 
@@ -173,7 +175,14 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
 
 
 def recording_options(args: argparse.Namespace) -> RecordingOptions:
-    """The ``--segment``, ``--overlap``, ``--channels`` and ``--out-rate`` of ``args``."""
+    """The ``--segment``, ``--overlap``, ``--channels`` and ``--out-rate`` of ``args``.
+
+    Raises:
+        CliError: An output rate out of range.
+    """
+    if args.out_rate is not None and not MIN_RATE <= args.out_rate <= MAX_RATE:
+        raise CliError(f"--out-rate must be between {MIN_RATE} and {MAX_RATE} Hz, got "
+                       f"{args.out_rate}")
     return RecordingOptions(args.segment, args.overlap, args.channels, args.out_rate)
 
 
@@ -222,8 +231,7 @@ def run_files(args: argparse.Namespace) -> int:
         refuse_overwrite([*audio_paths, json_path],
                          [job.source, *(p for p in (options.rir, args.mask_file) if p)])
     settings = file_settings(args, options)
-    if args.out_rate is not None and not 1000 <= args.out_rate <= 384000:
-        raise CliError(f"--out-rate must be between 1000 and 384000 Hz, got {args.out_rate}")
+    recording_options(args)
     pending = [job for job in jobs if not skip_existing(job_outputs(options, job.out)[0], args)]
     counts = {"done": 0, "skipped": len(jobs) - len(pending), "failed": 0}
     restore = functools.partial(restore_job, options=options, args=args, settings=settings)

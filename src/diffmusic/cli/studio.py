@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import ipaddress
 import os
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from diffmusic.cli.errors import CliError
 
@@ -40,15 +42,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from diffmusic.studio.app import create_app
+        from diffmusic.studio.app import LOOPBACK_NAMES, create_app
     except ImportError as error:
         raise CliError(f"the studio needs {error.name}: pip install 'diffmusic[studio]'") \
             from None
     from diffmusic.studio.assets import MissingAssets
 
+    store = (args.store or default_store()).resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    lock = (store / "studio.lock").open("w")
     try:
-        app = create_app(args.store or default_store(), args.token, args.max_upload_mb,
-                         args.prior_folder)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise CliError(f"--store {store}: another studio is using it") from None
+    hosts = (*LOOPBACK_NAMES, args.host) if is_loopback(args.host) else ("*",)
+    try:
+        app = create_app(store, args.token, args.max_upload_mb, args.prior_folder,
+                         args.max_minutes, hosts)
     except MissingAssets as error:
         raise CliError(str(error)) from None
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    query = f"?token={args.token}" if args.token else ""
+    query = f"?token={quote(args.token)}" if args.token else ""
     print(f"diffmusic studio: http://{shown}:{port}/{query}", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])

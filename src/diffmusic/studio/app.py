@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hmac
 import io
+import math
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import soundfile as sf
 import torch
@@ -30,7 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from diffmusic import package_version
-from diffmusic.audio import AudioError, load_audio, require_signal
+from diffmusic.audio import AudioError, audio_info, load_audio, require_signal
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import detect_gaps, read_labels
 from diffmusic.names import DEFAULT_PRIOR, TASKS
@@ -42,6 +44,9 @@ from diffmusic.studio.store import PLAYBACK, AudioFile, NotInStore, Store, new_i
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "diffmusic_token"
 MAX_LABELS_BYTES = 1 << 20
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+"""Host names of a studio bound to loopback."""
+MAX_CHANNELS, MAX_RATE = 8, 384000
 STUDIO_TASKS = tuple(t for t in TASKS if OPERATORS[t].measurement_kind == "audio")
 """Tasks whose damaged input is a recording (phase retrieval's is a magnitude array)."""
 
@@ -52,11 +57,18 @@ def wav_response(wave: torch.Tensor, rate: int, filename: str, fmt: str = "wav")
     subtype = "PCM_24" if fmt == "flac" else "FLOAT"
     sf.write(buffer, wave.clamp(-1, 1).T.numpy(), rate, format=fmt.upper(), subtype=subtype)
     return Response(buffer.getvalue(), media_type=f"audio/{fmt}",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
+                    headers={"Content-Disposition": attachment(f"{filename}.{fmt}")})
+
+
+def attachment(filename: str) -> str:
+    """A ``Content-Disposition`` for downloading ``filename`` (any characters, RFC 6266)."""
+    plain = filename.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
+    return f"attachment; filename=\"{plain}\"; filename*=utf-8''{quote(filename)}"
 
 
 def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.0,
-               prior_folders: list[Path] | None = None) -> FastAPI:
+               prior_folders: list[Path] | None = None, max_minutes: float = 30.0,
+               hosts: tuple[str, ...] = LOOPBACK_NAMES) -> FastAPI:
     """The studio over the store in ``root`` (created if missing), its job runner started.
 
     Args:
@@ -64,6 +76,10 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
         token: Required on every request when given.
         max_upload_mb: Largest upload in MiB.
         prior_folders: Prior folders offered besides the registered names.
+        max_minutes: Longest recording accepted, read from its header before decoding.
+        hosts: Host names the requests may address (``"*"``: any); the loopback names by
+            default, so that a web page whose name resolves to 127.0.0.1 (DNS rebinding)
+            cannot reach the studio.
     """
     store = Store(root)
     runner = JobRunner(store)
@@ -76,11 +92,19 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next):  # noqa: ANN202
+    async def guard(request: Request, call_next):  # noqa: ANN202
+        host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+        if "*" not in hosts and host not in hosts:
+            return JSONResponse({"detail": f"unknown host {host!r}"}, status_code=421)
+        origin = request.headers.get("origin")
+        if (request.method not in ("GET", "HEAD") and origin is not None
+                and urlsplit(origin).netloc != request.headers.get("host")):
+            return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
         if token is None:
             return await call_next(request)
-        given = (request.headers.get("authorization", "").removeprefix("Bearer ")
-                 or request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token", ""))
+        bearer = request.headers.get("authorization", "")
+        given = (bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else
+                 request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token", ""))
         if not hmac.compare_digest(given.encode(), token.encode()):
             return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
         response = await call_next(request)
@@ -116,7 +140,8 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
                     if size > max_bytes:
                         raise HTTPException(413, f"the upload exceeds {max_upload_mb:g} MiB")
                     file.write(chunk)
-            return (await run_in_threadpool(add_upload, store, temporary, name)).as_json()
+            return (await run_in_threadpool(add_upload, store, temporary, name,
+                                            max_minutes)).as_json()
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -135,15 +160,20 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
 
     @app.get("/api/files/{file_id}/gaps")
     def file_gaps(file_id: str, threshold: float = -60.0, min_duration: float = 0.02) -> dict:
+        if not (math.isfinite(threshold) and threshold <= 0 and 0.001 <= min_duration <= 60):
+            raise HTTPException(400, "threshold is a level in dBFS <= 0 and min_duration "
+                                     "0.001 to 60 s")
         entry = store.file(file_id)
         wave, rate = load_audio(store.folder("files", file_id) / entry.source)
         return {"gaps": detect_gaps(wave, rate, threshold, min_duration)}
 
     @app.post("/api/labels")
     async def labels(request: Request) -> dict:
-        body = await request.body()
-        if len(body) > MAX_LABELS_BYTES:
-            raise HTTPException(413, "a label file is at most 1 MiB")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_LABELS_BYTES:
+                raise HTTPException(413, "a label file is at most 1 MiB")
         path = store.incoming().with_suffix(".txt")
         try:
             path.write_bytes(body)
@@ -165,7 +195,7 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
             argv = restore_argv(request, store.folder("files", entry.id) / entry.source, out,
                                 priors)
             _, outputs = parse_job(argv)
-        except (CliError, ValueError) as error:
+        except (CliError, ValueError, TypeError) as error:
             raise HTTPException(400, " ".join(str(error).split())) from None
         job_id = store.add_job(job_id, entry.id, request, argv, [p.name for p in outputs])
         runner.submit(job_id)
@@ -207,13 +237,25 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
     return app
 
 
-def add_upload(store: Store, temporary: Path, name: str) -> AudioFile:
-    """Decode an upload (refusing what is not audio), keep the original and a wav for playback.
+def add_upload(store: Store, temporary: Path, name: str, max_minutes: float) -> AudioFile:
+    """Decode an upload (refusing what is not audio, or what its header says is longer than
+    ``max_minutes``, or has more channels or a higher rate than we restore, before decoding it),
+    keep the original and a wav for playback.
 
     Raises:
-        HTTPException: 400 with the decoder's complaint, the store's path left out.
+        HTTPException: 400 with the decoder's complaint (the store's path left out), 413 for
+            a recording too long.
     """
     try:
+        info = audio_info(temporary)
+        if info.seconds is None or info.seconds > max_minutes * 60:
+            raise HTTPException(413, f"recordings of up to {max_minutes:g} minutes, and this "
+                                     "one's header " + ("does not say how long it is"
+                                                        if info.seconds is None else
+                                                        f"says {info.seconds / 60:.1f}"))
+        if not (0 < info.channels <= MAX_CHANNELS and 0 < info.sample_rate <= MAX_RATE):
+            raise HTTPException(400, f"{info.channels} channels at {info.sample_rate} Hz: at "
+                                     f"most {MAX_CHANNELS} channels at {MAX_RATE} Hz")
         wave, rate = load_audio(temporary)
         require_signal(wave, temporary)
     except AudioError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import queue
 import re
 import threading
@@ -40,6 +41,8 @@ HIDDEN_FLAGS = frozenset({"-h", "-q", "-o", "--task", "--gap", "--mask", "--rir"
 """``restore`` flags the form does not offer: set by the studio (output, task, the marked gaps),
 paths (the server opens only what its store holds), or batch-only."""
 WINDOW_LABEL = re.compile(r"window (\d+)/(\d+)")
+MAX_ATTEMPTS = 2
+"""Starts of a job after which a server that stopped during it does not run it again."""
 PROGRESS_EVERY = 0.25
 """Seconds between two progress writes to the store."""
 
@@ -89,10 +92,13 @@ def restore_argv(request: dict, source: Path, out: Path, priors: dict[str, str])
     if task not in TASKS:
         raise CliError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     argv = [str(source), "-o", str(out), "--task", task, "--quiet"]
-    for start, end in request.get("gaps") or []:
-        argv += ["--gap", f"{float(start):.6f}-{float(end):.6f}"]
+    for start, end in checked_gaps(request.get("gaps") or []):
+        argv.append(f"--gap={start:.6f}-{end:.6f}")
+    options = request.get("options") or {}
+    if not isinstance(options, dict):
+        raise CliError("options must be an object of flags and values")
     offered = {field["flag"]: field["kind"] for field in form_fields()}
-    for flag, value in (request.get("options") or {}).items():
+    for flag, value in options.items():
         if flag not in offered:
             raise CliError(f"{flag} is not an option of the studio")
         if value is None or value == "" or value is False:
@@ -101,6 +107,8 @@ def restore_argv(request: dict, source: Path, out: Path, priors: dict[str, str])
             argv.append(flag)
             continue
         values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float) for v in values):
+            raise CliError(f"{flag}: a value is text, a number or a list of them")
         for item in map(str, values):
             if flag == "--prior":
                 if item not in priors:
@@ -110,6 +118,22 @@ def restore_argv(request: dict, source: Path, out: Path, priors: dict[str, str])
                 raise CliError("--prompt: the studio takes prompt text, not a file")
             argv += [flag, item]
     return argv
+
+
+def checked_gaps(gaps: object) -> list[tuple[float, float]]:
+    """``[[start, end], ...]`` in seconds, each finite with ``0 <= start < end``.
+
+    Raises:
+        CliError: Anything else.
+    """
+    try:
+        pairs = [(float(start), float(end)) for start, end in gaps]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise CliError("gaps must be a list of [start, end] pairs of seconds") from None
+    for start, end in pairs:
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise CliError(f"a gap must have 0 <= start < end, got [{start:g}, {end:g}]")
+    return pairs
 
 
 def parse_job(argv: list[str]) -> tuple[argparse.Namespace, list[Path]]:
@@ -161,6 +185,11 @@ class JobRunner:
         self.store = store
         self.pending: queue.Queue[str] = queue.Queue()
         for job in store.jobs(("queued", "running")):  # left by a stopped server
+            if job["attempts"] >= MAX_ATTEMPTS:
+                store.update_job(job["id"], status="failed", finished=time.time(),
+                                 error=f"the server stopped during this job {MAX_ATTEMPTS} "
+                                       "times (out of memory?); not run again")
+                continue
             store.update_job(job["id"], status="queued", progress={})
             self.pending.put(job["id"])
         self.thread = threading.Thread(target=self._work, name="diffmusic-studio-jobs",
@@ -173,13 +202,20 @@ class JobRunner:
 
     def _work(self) -> None:
         while True:
-            self.run(self.pending.get())
+            job_id = self.pending.get()
+            try:
+                self.run(job_id)
+            except Exception as error:  # the store itself failed: the queue goes on
+                traceback.print_exc()
+                with contextlib.suppress(Exception):
+                    self.store.update_job(job_id, status="failed", error=str(error),
+                                          finished=time.time())
 
     def run(self, job_id: str) -> None:
         """Run one job and record its outcome (``done`` with the record, or ``failed`` with
-        one line of error)."""
+        one line of error, the store's paths left out)."""
         job = self.store.job(job_id)
-        self.store.update_job(job_id, status="running")
+        self.store.update_job(job_id, status="running", attempts=job["attempts"] + 1)
         progress = WindowProgress(lambda state: self.store.update_job(job_id, progress=state))
         try:
             args, _ = parse_job(job["argv"])
@@ -192,7 +228,8 @@ class JobRunner:
             traceback.print_exc()
             result = error
         if isinstance(result, BaseException):
-            message = " ".join(str(result).split()) or type(result).__name__
+            message = " ".join(str(result).replace(f"{self.store.root}/", "").split()) \
+                or type(result).__name__
             self.store.update_job(job_id, status="failed", error=message,
                                   finished=time.time())
             return

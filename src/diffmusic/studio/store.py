@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, file_id TEXT NOT NULL REFERENCES files(id), status TEXT NOT NULL,
     request TEXT NOT NULL, argv TEXT NOT NULL, progress TEXT NOT NULL, outputs TEXT NOT NULL,
-    record TEXT, error TEXT, created REAL NOT NULL, finished REAL);
+    record TEXT, error TEXT, created REAL NOT NULL, finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -170,9 +171,9 @@ class Store:
         return job_id
 
     def update_job(self, job_id: str, **fields: object) -> None:
-        """Set ``status``, ``progress``, ``record``, ``error`` or ``finished`` of a job
-        (dicts stored as JSON)."""
-        allowed = {"status", "progress", "record", "error", "finished"}
+        """Set ``status``, ``progress``, ``record``, ``error``, ``finished`` or ``attempts``
+        of a job (dicts stored as JSON)."""
+        allowed = {"status", "progress", "record", "error", "finished", "attempts"}
         if not fields or not set(fields) <= allowed:
             raise ValueError(f"cannot update {sorted(set(fields) - allowed)} of a job")
         values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]

@@ -17,7 +17,11 @@ async function api(path, init = {}) {
   const response = await fetch(path, init);
   const body = response.headers.get("content-type")?.includes("json")
     ? await response.json() : await response.text();
-  if (!response.ok) throw new Error(body.detail || body || response.statusText);
+  if (!response.ok) {
+    const detail = Array.isArray(body.detail)  // FastAPI's validation errors
+      ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    throw new Error(detail || body || response.statusText);
+  }
   return body;
 }
 
@@ -68,6 +72,8 @@ async function refreshRecent() {
 
 function openFile(entry) {
   state.file = entry;
+  state.selected = null;
+  $("zoom").value = 0;
   state.editor?.destroy();
   $("editor").hidden = $("settings").hidden = false;
   $("file-title").textContent =
@@ -239,41 +245,56 @@ function fraction(job) {
   return ((p.window - 1) + p.step / p.steps) / p.windows;
 }
 
+function jobRow(job) {
+  const item = document.createElement("li");
+  item.className = "job";
+  item.dataset.id = job.id;
+  const title = document.createElement("span");
+  title.textContent = `${job.file_name ?? ""} · ${job.request.task} · ` +
+    new Date(job.created * 1000).toLocaleTimeString();
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  const text = document.createElement("span");
+  text.className = "status";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.textContent = "Compare";
+  open.hidden = true;
+  item.append(title, bar, text, open);
+  return item;
+}
+
 function renderJobs() {
+  // rows are updated in place, so that a click is never lost to a redraw
   const list = $("jobs");
   if (!state.jobs.length) return;
-  list.replaceChildren();
-  for (const job of state.jobs) {
-    const item = document.createElement("li");
-    item.className = "job";
+  list.querySelector(".empty")?.remove();
+  const rows = new Map([...list.querySelectorAll("li.job")].map((li) => [li.dataset.id, li]));
+  state.jobs.forEach((job, index) => {
+    const item = rows.get(job.id) ?? jobRow(job);
     item.dataset.status = job.status;
-    item.dataset.id = job.id;
-    const title = document.createElement("span");
-    title.textContent = `${job.file_name ?? ""} · ${job.request.task} · ` +
-      new Date(job.created * 1000).toLocaleTimeString();
-    const bar = document.createElement("progress");
-    bar.max = 1;
-    bar.value = fraction(job);
-    const text = document.createElement("span");
-    text.className = "status";
-    text.textContent = progressText(job);
-    item.append(title, bar, text);
-    if (job.status === "done") {
-      const open = document.createElement("button");
-      open.type = "button";
-      open.textContent = "Compare";
-      open.onclick = () => openCompare(job);
-      item.append(open);
-    }
-    list.append(item);
-  }
+    item.querySelector("progress").value = fraction(job);
+    item.querySelector(".status").textContent = progressText(job);
+    const open = item.querySelector("button");
+    open.hidden = job.status !== "done";
+    open.onclick = () => openCompare(job);
+    if (list.children[index] !== item) list.insertBefore(item, list.children[index] ?? null);
+  });
 }
 
 let polling = null;
 async function poll() {
   clearTimeout(polling);
   try {
+    const before = new Map(state.jobs.map((j) => [j.id, j.status]));
     state.jobs = await api("/api/jobs");
+    for (const job of state.jobs) {
+      const was = before.get(job.id);
+      if (was && was !== job.status && (job.status === "done" || job.status === "failed")) {
+        say(`${job.request.task} of ${job.file_name}: ${progressText(job)}`,
+            job.status === "failed");
+      }
+    }
     renderJobs();
   } catch (error) {
     say(`Lost the server: ${error.message}`, true);
@@ -300,7 +321,10 @@ function openCompare(job) {
   state.compare = { job, before, after, urls, span: loopSpan(job) };
   $("input-player").src = urls.input;
   $("restored-player").src = urls.restored;
-  $("difference-player").src = job.outputs.length === 1 ? urls.difference : "";
+  for (const p of Object.values(players())) p.pause();
+  $("compare-play").textContent = "▶ Play";
+  if (job.outputs.length === 1) $("difference-player").src = urls.difference;
+  else $("difference-player").removeAttribute("src");
   $("download-wav").href = `${base}/audio/${output}?format=wav`;
   $("download-flac").href = `${base}/audio/${output}?format=flac`;
   $("record").textContent = JSON.stringify(job.record, null, 2);
@@ -326,7 +350,7 @@ function players() {
 function seekAll(t) {
   const { before, after } = state.compare;
   for (const ws of [before, after]) ws.setTime(t);
-  for (const p of Object.values(players())) if (p.src) p.currentTime = t;
+  for (const p of Object.values(players())) if (p.getAttribute("src")) p.currentTime = t;
 }
 
 function listening() {
@@ -343,11 +367,14 @@ function playCompare() {
   }
   const span = state.compare.span;
   const player = all[listening()];
+  if (!player.getAttribute("src")) {
+    say("No difference for a job with several outputs", true);
+    return;
+  }
   let t = state.compare.after.getCurrentTime();
   if ($("compare-loop").checked && span && (t < span[0] || t > span[1])) t = span[0];
   player.currentTime = t;
-  player.play();
-  $("compare-play").textContent = "❚❚ Pause";
+  play(player);
 }
 
 function followPlayer(player) {
@@ -370,8 +397,17 @@ function switchSource() {
   const t = playing.currentTime;
   playing.pause();
   const next = all[listening()];
+  if (!next.getAttribute("src")) return;
   next.currentTime = t;
-  next.play();
+  play(next);
+}
+
+function play(player) {
+  $("compare-play").textContent = "❚❚ Pause";
+  player.play().catch((error) => {
+    $("compare-play").textContent = "▶ Play";
+    say(`Cannot play: ${error.message}`, true);
+  });
 }
 
 // ---- start ---------------------------------------------------------------------------------
@@ -382,7 +418,11 @@ async function start() {
   buildForm();
   $("upload").onchange = (e) => e.target.files[0] && upload(e.target.files[0]);
   $("recent").onchange = async (e) => {
-    if (e.target.value) openFile(await api(`/api/files/${e.target.value}`));
+    try {
+      if (e.target.value) openFile(await api(`/api/files/${e.target.value}`));
+    } catch (error) {
+      say(`Cannot open: ${error.message}`, true);
+    }
   };
   $("play").onclick = () => {
     if ($("loop").checked && state.selected && !state.editor.isPlaying()) state.selected.play();
@@ -390,9 +430,13 @@ async function start() {
   };
   $("zoom").oninput = (e) => state.editor?.zoom(Number(e.target.value));
   $("detect").onclick = async () => {
-    const { gaps } = await api(`/api/files/${state.file.id}/gaps`);
-    addGaps(gaps);
-    say(`${gaps.length} gap(s) detected`);
+    try {
+      const { gaps } = await api(`/api/files/${state.file.id}/gaps`);
+      addGaps(gaps);
+      say(`${gaps.length} gap(s) detected`);
+    } catch (error) {
+      say(`Gap detection failed: ${error.message}`, true);
+    }
   };
   $("labels").onchange = async (e) => {
     try {
