@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
+CHROMIUM ?= $(shell command -v chromium || echo /usr/bin/chromium)
+# the browser tests' Chromium: Debian's package, installed by `make test` when missing
 
 .PHONY: demo test studio lint data train clean
 
@@ -20,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/diffmusic demo -o demo_out
 
 test: $(STAMP)
-	@command -v chromium >/dev/null || (apt-get update -qq \
+	@test -x $(CHROMIUM) || (apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest
+	DIFFMUSIC_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 studio: $(STAMP)
 	$(BIN)/diffmusic studio

@@ -32,9 +32,11 @@ RATE = 22050
 
 
 def chromium() -> str:
-    """Debian's Chromium (``make test`` installs it)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Chromium is not installed: `make test` installs Debian's chromium package"
+    """Debian's Chromium: ``$DIFFMUSIC_CHROMIUM`` (``make test`` installs it and sets that, as
+    CI's PATH is fixed before the install), else the one on PATH."""
+    path = os.environ.get("DIFFMUSIC_CHROMIUM") or shutil.which("chromium")
+    assert path and os.access(path, os.X_OK), \
+        "Chromium is not installed: `make test` installs Debian's chromium package"
     return path
 
 
