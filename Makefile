@@ -4,8 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
-CHROMIUM ?= $(shell command -v chromium || echo /usr/bin/chromium)
-# the browser tests' Chromium: Debian's package, installed by `make test` when missing
 
 .PHONY: demo test studio lint data train clean
 
@@ -22,10 +20,8 @@ demo: $(STAMP)
 	$(BIN)/diffmusic demo -o demo_out
 
 test: $(STAMP)
-	@test -x $(CHROMIUM) || (apt-get update -qq \
-		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(BIN)/ruff check src tests benchmarks
-	DIFFMUSIC_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+	chromium=$$(tools/chromium.sh $(VENV)/chromium) && DIFFMUSIC_CHROMIUM=$$chromium $(BIN)/pytest
 
 studio: $(STAMP)
 	$(BIN)/diffmusic studio

@@ -1,7 +1,7 @@
 """The studio end to end in headless Chromium (Debian's, driven by Playwright): upload a clip, mark
 a gap by dragging on the waveform, restore it with the tiny prior at 2 steps, compare, download.
 
-``make test`` installs Chromium; the screenshot goes to ``$DIFFMUSIC_TEST_OUTPUT/studio.png``
+``make test`` finds or unpacks Debian's Chromium (``tools/chromium.sh``); the screenshot goes to ``$DIFFMUSIC_TEST_OUTPUT/studio.png``
 (default ``test-output/`` in the repository).
 """
 
@@ -32,11 +32,11 @@ RATE = 22050
 
 
 def chromium() -> str:
-    """Debian's Chromium: ``$DIFFMUSIC_CHROMIUM`` (``make test`` installs it and sets that, as
-    CI's PATH is fixed before the install), else the one on PATH."""
+    """Debian's Chromium: ``$DIFFMUSIC_CHROMIUM`` (``make test`` sets it from
+    ``tools/chromium.sh``), else the one on PATH."""
     path = os.environ.get("DIFFMUSIC_CHROMIUM") or shutil.which("chromium")
     assert path and os.access(path, os.X_OK), \
-        "Chromium is not installed: `make test` installs Debian's chromium package"
+        "no Chromium: run `make test`, or DIFFMUSIC_CHROMIUM=$(tools/chromium.sh) pytest"
     return path
 
 
