@@ -1,8 +1,8 @@
 """The studio end to end in headless Chromium (Debian's, driven by Playwright): upload a clip, mark
 a gap by dragging on the waveform, restore it with the tiny prior at 2 steps, compare, download.
 
-``make test`` finds or unpacks Debian's Chromium (``tools/chromium.sh``); the screenshot goes to ``$DIFFMUSIC_TEST_OUTPUT/studio.png``
-(default ``test-output/`` in the repository).
+``make test`` finds or unpacks Debian's Chromium (``tools/chromium.sh``); the screenshot goes to
+``$DIFFMUSIC_TEST_OUTPUT/studio.png`` (default ``test-output/`` in the repository).
 """
 
 from __future__ import annotations

@@ -18,21 +18,20 @@ With a token every request must carry it: ``Authorization: Bearer TOKEN``, the
 from __future__ import annotations
 
 import hmac
-import io
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-import soundfile as sf
 import torch
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from diffmusic import package_version
-from diffmusic.audio import AudioError, audio_info, load_audio, require_signal
+from diffmusic.audio import AudioError, audio_info, load_audio, require_signal, save_audio
 from diffmusic.cli.errors import CliError
 from diffmusic.gaps import detect_gaps, read_labels
 from diffmusic.names import DEFAULT_PRIOR, TASKS
@@ -49,21 +48,6 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 MAX_CHANNELS, MAX_RATE = 8, 384000
 STUDIO_TASKS = tuple(t for t in TASKS if OPERATORS[t].measurement_kind == "audio")
 """Tasks whose damaged input is a recording (phase retrieval's is a magnitude array)."""
-
-
-def wav_response(wave: torch.Tensor, rate: int, filename: str, fmt: str = "wav") -> Response:
-    """``wave`` ``(C, N)`` as a downloadable wav (float) or flac (24-bit) file."""
-    buffer = io.BytesIO()
-    subtype = "PCM_24" if fmt == "flac" else "FLOAT"
-    sf.write(buffer, wave.clamp(-1, 1).T.numpy(), rate, format=fmt.upper(), subtype=subtype)
-    return Response(buffer.getvalue(), media_type=f"audio/{fmt}",
-                    headers={"Content-Disposition": attachment(f"{filename}.{fmt}")})
-
-
-def attachment(filename: str) -> str:
-    """A ``Content-Disposition`` for downloading ``filename`` (any characters, RFC 6266)."""
-    plain = filename.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
-    return f"attachment; filename=\"{plain}\"; filename*=utf-8''{quote(filename)}"
 
 
 def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.0,
@@ -194,10 +178,10 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
         try:
             argv = restore_argv(request, store.folder("files", entry.id) / entry.source, out,
                                 priors)
-            _, outputs = parse_job(argv)
+            outputs = parse_job(argv).outputs
         except (CliError, ValueError, TypeError) as error:
             raise HTTPException(400, " ".join(str(error).split())) from None
-        job_id = store.add_job(job_id, entry.id, request, argv, [p.name for p in outputs])
+        store.add_job(job_id, entry.id, request, argv, [p.name for p in outputs])
         runner.submit(job_id)
         return store.job(job_id)
 
@@ -211,30 +195,43 @@ def create_app(root: Path, token: str | None = None, max_upload_mb: float = 200.
         return store.job(job_id)
 
     @app.get("/api/jobs/{job_id}/audio/{name}")
-    def job_audio(job_id: str, name: str, format: str = "wav") -> Response:
+    def job_audio(job_id: str, name: str, format: str = "wav") -> FileResponse:
+        if format not in ("wav", "flac"):
+            raise HTTPException(400, "format is wav or flac")
         path = store.job_audio(job_id, name)
         if not path.is_file():
             raise HTTPException(409, "the job has not finished")
+        if format == "flac":  # transcoded once, kept beside the wav
+            path = derived(path.with_suffix(".flac"), lambda: load_audio(path))
         stem = Path(store.file(store.job(job_id)["file_id"]).name).stem or "restored"
-        if format == "wav":
-            return FileResponse(path, media_type="audio/wav", filename=f"{stem}-{name}")
-        if format != "flac":
-            raise HTTPException(400, "format is wav or flac")
-        wave, rate = load_audio(path)
-        return wav_response(wave, rate, f"{stem}-{Path(name).stem}", "flac")
+        return FileResponse(path, media_type=f"audio/{format}",
+                            filename=f"{stem}-{path.name}")
 
     @app.get("/api/jobs/{job_id}/difference")
-    def difference(job_id: str) -> Response:
+    def difference(job_id: str) -> FileResponse:
         entry = store.job(job_id)
         if entry["status"] != "done" or len(entry["outputs"]) != 1:
             raise HTTPException(409, "a difference needs a finished job with one output")
-        restored, rate = load_audio(store.job_audio(job_id, entry["outputs"][0]))
-        source = store.file(entry["file_id"])
-        original, _ = load_audio(store.folder("files", source.id) / source.source, rate)
-        length = min(restored.shape[-1], original.shape[-1])
-        return wav_response(restored[:, :length] - original[:, :length], rate, "difference")
+        restored_path = store.job_audio(job_id, entry["outputs"][0])
+
+        def restored_minus_original() -> tuple[torch.Tensor, int]:
+            restored, rate = load_audio(restored_path)
+            source = store.file(entry["file_id"])
+            original, _ = load_audio(store.folder("files", source.id) / source.source, rate)
+            length = min(restored.shape[-1], original.shape[-1])
+            return restored[:, :length] - original[:, :length], rate
+
+        path = derived(store.folder("jobs", job_id) / "difference.wav", restored_minus_original)
+        return FileResponse(path, media_type="audio/wav", filename="difference.wav")
 
     return app
+
+
+def derived(path: Path, make: Callable[[], tuple[torch.Tensor, int]]) -> Path:
+    """``path``, first written from ``make()`` (audio and its rate) when it does not exist."""
+    if not path.is_file():
+        save_audio(path, *make())
+    return path
 
 
 def add_upload(store: Store, temporary: Path, name: str, max_minutes: float) -> AudioFile:
@@ -266,7 +263,7 @@ def add_upload(store: Store, temporary: Path, name: str, max_minutes: float) -> 
     folder.mkdir()
     source = "original" + temporary.suffix
     temporary.replace(folder / source)
-    sf.write(folder / PLAYBACK, wave.clamp(-1, 1).T.numpy(), rate, subtype="PCM_16")
+    save_audio(folder / PLAYBACK, wave, rate, bits=16)
     entry = AudioFile(file_id, Path(name.replace("\\", "/")).name[:200] or "upload", source,
                       rate, wave.shape[0], wave.shape[-1], time.time())
     store.add_file(entry)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import dataclasses
+import functools
 import math
 import queue
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from diffmusic.cli import build_parser
 from diffmusic.cli.batch import FileJob
+from diffmusic.cli.build import OperatorOptions
 from diffmusic.cli.errors import CliError
 from diffmusic.cli.restore import (
     RESTORE_ERRORS,
@@ -33,6 +35,7 @@ from diffmusic.cli.restore import (
 )
 from diffmusic.names import TASKS
 from diffmusic.priors import PRIOR_NAMES
+from diffmusic.restoration import Settings
 from diffmusic.samplers import Callback
 from diffmusic.studio.store import Store
 
@@ -47,14 +50,16 @@ PROGRESS_EVERY = 0.25
 """Seconds between two progress writes to the store."""
 
 
+@functools.cache
 def restore_parser() -> argparse.ArgumentParser:
-    """The ``diffmusic restore`` subcommand's parser."""
+    """The ``diffmusic restore`` subcommand's parser (built once; parsing does not change it)."""
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return commands.choices["restore"]
 
 
-def form_fields() -> list[dict]:
+@functools.cache
+def form_fields() -> tuple[dict, ...]:
     """The options the form offers, from the ``restore`` parser: flag, kind (``flag``,
     ``choice``, ``text``), choices, default, help and section (a task name for the options that
     apply to one task, else the parser's group title)."""
@@ -71,7 +76,7 @@ def form_fields() -> list[dict]:
                            "choices": [str(c) for c in action.choices or ()],
                            "default": action.default if kind != "flag" else False,
                            "section": task if task in TASKS else group.title})
-    return fields
+    return tuple(fields)
 
 
 def restore_argv(request: dict, source: Path, out: Path, priors: dict[str, str]) -> list[str]:
@@ -136,17 +141,34 @@ def checked_gaps(gaps: object) -> list[tuple[float, float]]:
     return pairs
 
 
-def parse_job(argv: list[str]) -> tuple[argparse.Namespace, list[Path]]:
-    """The parsed ``restore`` arguments and the audio files the job will write.
+@dataclasses.dataclass(frozen=True)
+class ParsedJob:
+    """A job's ``restore`` arguments as the command itself reads them.
+
+    Attributes:
+        args: The parsed arguments.
+        options: The operator options.
+        settings: The sampling settings, prompts resolved.
+        outputs: The audio files the job writes.
+    """
+
+    args: argparse.Namespace
+    options: OperatorOptions
+    settings: Settings
+    outputs: list[Path]
+
+
+def parse_job(argv: list[str]) -> ParsedJob:
+    """Parse and check a job's ``restore`` arguments.
 
     Raises:
         CliError: Whatever ``restore`` itself refuses, before any restoring starts.
     """
     args = restore_parser().parse_args(argv)
     options = operator_options(args)
-    file_settings(args, options)  # the settings' own checks
+    settings = file_settings(args, options)
     recording_options(args)
-    return args, job_outputs(options, args.output)[0]
+    return ParsedJob(args, options, settings, job_outputs(options, args.output)[0])
 
 
 class WindowProgress:
@@ -218,10 +240,9 @@ class JobRunner:
         self.store.update_job(job_id, status="running", attempts=job["attempts"] + 1)
         progress = WindowProgress(lambda state: self.store.update_job(job_id, progress=state))
         try:
-            args, _ = parse_job(job["argv"])
-            options = operator_options(args)
-            result = restore_job(FileJob(args.input[0], args.output), options, args,
-                                 file_settings(args, options), progress)
+            parsed = parse_job(job["argv"])
+            result = restore_job(FileJob(parsed.args.input[0], parsed.args.output),
+                                 parsed.options, parsed.args, parsed.settings, progress)
         except RESTORE_ERRORS as error:
             result = error
         except Exception as error:  # a bug: kept in the job, the server goes on
@@ -233,8 +254,7 @@ class JobRunner:
             self.store.update_job(job_id, status="failed", error=message,
                                   finished=time.time())
             return
-        self.store.update_job(job_id, status="done", record=json.loads(json.dumps(result)),
-                              finished=time.time())
+        self.store.update_job(job_id, status="done", record=result, finished=time.time())
 
 
 def prior_choices(folders: list[Path]) -> dict[str, str]:

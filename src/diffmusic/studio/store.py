@@ -158,17 +158,16 @@ class Store:
         return [AudioFile(**dict(row)) for row in rows]
 
     def add_job(self, job_id: str, file_id: str, request: dict, argv: list[str],
-                outputs: list[str]) -> str:
+                outputs: list[str]) -> None:
         """Queue job ``job_id`` (from :func:`new_id`) on ``file_id``: the client's ``request``,
         the ``restore`` arguments it became and the names of the audio files it will write in
-        its folder; returns the id."""
+        its folder."""
         self.folder("jobs", job_id).mkdir()
         with self._connect() as db:
             db.execute("INSERT INTO jobs (id, file_id, status, request, argv, progress, outputs, "
                        "created) VALUES (?, ?, 'queued', ?, ?, '{}', ?, ?)",
                        (job_id, checked_id(file_id), json.dumps(request), json.dumps(argv),
                         json.dumps(outputs), time.time()))
-        return job_id
 
     def update_job(self, job_id: str, **fields: object) -> None:
         """Set ``status``, ``progress``, ``record``, ``error``, ``finished`` or ``attempts``
